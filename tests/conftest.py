@@ -1,0 +1,54 @@
+"""Shared fixtures: small synthetic data written in the real on-disk formats, and the real data when present."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage
+
+
+def synthetic_em(n: int = 4, size: int = 96, cells: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """EM-like slices: Voronoi cells (label 255) separated by dark 2-px membranes (label 0), with noise.
+
+    Returns images (n, size, size) uint8 and labels (n, size, size) uint8 in {0, 255}.
+    """
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(n):
+        markers = np.zeros((size, size), np.int32)
+        pts = rng.integers(0, size, (cells, 2))
+        markers[pts[:, 0], pts[:, 1]] = np.arange(1, cells + 1)
+        _, (iy, ix) = ndimage.distance_transform_edt(markers == 0, return_indices=True)
+        regions = markers[iy, ix]
+        edges = ndimage.morphological_gradient(regions, size=2) > 0
+        label = np.where(edges, 0, 255).astype(np.uint8)
+        image = np.where(edges, 60.0, 180.0) + rng.normal(0, 20, (size, size))
+        images.append(np.clip(ndimage.gaussian_filter(image, 0.7), 0, 255).astype(np.uint8))
+        labels.append(label)
+    return np.stack(images), np.stack(labels)
+
+
+def write_stack(path: Path, stack: np.ndarray) -> None:
+    """A multi-page gray-value TIFF as the challenge ships it (one page per slice)."""
+    tifffile.imwrite(path, stack, photometric="minisblack")
+
+
+@pytest.fixture
+def isbi_root(tmp_path: Path) -> Path:
+    """A folder in the official ISBI-2012 layout (multi-page TIFFs) holding 4 small synthetic slices."""
+    images, labels = synthetic_em()
+    write_stack(tmp_path / "train-volume.tif", images)
+    write_stack(tmp_path / "train-labels.tif", labels)
+    write_stack(tmp_path / "test-volume.tif", images[:2])
+    return tmp_path
+
+
+def real_data_root(name: str) -> Path:
+    """``$UNET_REPRO_DATA/<name>``, or skip the test when the real data is not there."""
+    root = os.environ.get("UNET_REPRO_DATA")
+    if not root or not (Path(root) / name).is_dir():
+        pytest.skip(f"real data not available (set UNET_REPRO_DATA to a folder holding {name}/)")
+    return Path(root) / name

@@ -1,0 +1,60 @@
+"""The entry points, end to end on small generated data in the official layout."""
+import json
+
+import numpy as np
+import pytest
+from conftest import real_data_root
+from PIL import Image
+
+from experiments import isbi, predict, weightmap_demo
+
+TINY = ["--widths", "4,8,16", "--tile", "108", "--epochs", "2", "--steps-per-epoch", "2", "--val-slices", "1",
+        "--device", "cpu"]
+
+
+def test_isbi_quick_run_end_to_end_and_resume(isbi_root, tmp_path):
+    out = tmp_path / "run"
+    result = isbi.main(["--data-root", str(isbi_root), "--out", str(out), *TINY])
+    for name in ("best.pt", "last.pt", "metrics.csv", "config.json", "curves.png", "final_metrics.json",
+                 "val_03.png"):
+        assert (out / name).exists(), name
+    saved = json.loads((out / "final_metrics.json").read_text())
+    assert saved["validation"] == result["validation"]
+    assert 0 <= saved["validation"]["pixel_error"] <= 1 and saved["seed"] == 0 and saved["commit"]
+    assert saved["config"]["widths"] == [4, 8, 16]
+    # Extend the finished run by one epoch from its last checkpoint.
+    isbi.main(["--data-root", str(isbi_root), "--out", str(out), *TINY[:-6], "--epochs", "3",
+               "--steps-per-epoch", "2", "--val-slices", "1", "--device", "cpu", "--resume", str(out / "last.pt")])
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
+
+
+def test_missing_data_says_where_and_how(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        isbi.main(["--data-root", str(tmp_path / "nothing"), *TINY])
+    message = str(e.value.code)
+    assert str(tmp_path / "nothing") in message and "datasets/README.md" in message
+
+
+def test_predict_writes_probability_png(isbi_root, tmp_path):
+    out = tmp_path / "run"
+    isbi.main(["--data-root", str(isbi_root), "--out", str(out), *TINY[:-6], "--epochs", "1",
+               "--steps-per-epoch", "1", "--val-slices", "1", "--device", "cpu"])
+    png = predict.main(["--checkpoint", str(out / "best.pt"), "--image", str(isbi_root / "test-volume.tif"),
+                        "--slice", "1", "--out", str(tmp_path / "p.png"), "--npy"])
+    prob = np.load(tmp_path / "p.npy")
+    assert np.asarray(Image.open(png)).shape == prob.shape == (96, 96)
+    assert 0 <= prob.min() and prob.max() <= 1
+
+
+def test_weightmap_demo_png(isbi_root, tmp_path):
+    png = weightmap_demo.main(["--data-root", str(isbi_root), "--out", str(tmp_path / "wm.png")])
+    assert Image.open(png).size[0] > 300
+
+
+@pytest.mark.realdata
+def test_real_isbi_short_training_run(tmp_path):
+    root = real_data_root("isbi2012")
+    result = isbi.main(["--data-root", str(root), "--out", str(tmp_path), "--widths", "8,16,32,64,128",
+                        "--epochs", "1", "--steps-per-epoch", "3", "--device", "cpu"])
+    assert result["validation_slices"] == [25, 26, 27, 28, 29]
+    assert (tmp_path / "val_29.png").exists()

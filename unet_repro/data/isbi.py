@@ -1,0 +1,194 @@
+"""ISBI-2012 EM segmentation data: reading the stacks and cutting the paper's training tiles.
+
+Layout of a data root (the official one, see ``datasets/README.md``)::
+
+    train-volume.tif   30 x 512 x 512 uint8, multi-page TIFF
+    train-labels.tif   30 x 512 x 512 uint8, cell = 255, membrane = 0
+    test-volume.tif    30 x 512 x 512 uint8 (labels are not public)
+
+Each stack may instead be a folder of the same name holding one PNG (or TIFF) per slice, read in sorted order.
+Labels are binarised to cell = 1, membrane = 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+
+from ..weightmap import border_weight_map
+
+SLICE_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def find_stack(root: Path | str, name: str) -> Path:
+    """The TIFF file ``root/name.tif`` (or ``.tiff``) or the folder ``root/name/`` of slices."""
+    root = Path(root)
+    for candidate in (root / f"{name}.tif", root / f"{name}.tiff", root / name):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{root / (name + '.tif')} not found (nor a folder {root / name}/ of PNG slices); "
+                            f"see datasets/README.md for how to get ISBI-2012 and lay it out")
+
+
+def read_stack(path: Path | str) -> np.ndarray:
+    """Read a multi-page TIFF or a folder of single-slice images into a (N, H, W) uint8 array."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES)
+        if not files:
+            raise ValueError(f"{path} holds no slice images ({', '.join(SLICE_SUFFIXES)})")
+        slices = [_read_slice(f) for f in files]
+        for f, s in zip(files, slices):
+            if s.shape != slices[0].shape:
+                raise ValueError(f"{f}: slice is {s.shape[1]}x{s.shape[0]} but {files[0].name} is "
+                                 f"{slices[0].shape[1]}x{slices[0].shape[0]}; all slices must have one size")
+        return np.stack(slices)
+    try:
+        pages = tifffile.TiffFile(path)
+    except Exception as e:  # tifffile raises several types for broken files
+        raise ValueError(f"{path}: cannot be read as a TIFF stack ({e})") from e
+    with pages:
+        shapes = [p.shape for p in pages.pages]
+        if len(set(shapes)) > 1:
+            bad = next(i for i, s in enumerate(shapes) if s != shapes[0])
+            raise ValueError(f"{path}: page {bad} is {shapes[bad]} but page 0 is {shapes[0]}; all slices must have "
+                             f"one size")
+        stack = pages.asarray()
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3:
+        raise ValueError(f"{path}: expected a stack of gray-value slices (N x H x W), got shape {stack.shape}")
+    return _to_uint8(stack, path)
+
+
+def _read_slice(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I", "F", "1") else im)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot be read as an image ({e})") from e
+    return _to_uint8(a, path)
+
+
+def _to_uint8(a: np.ndarray, path: Path) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    raise ValueError(f"{path}: expected 8-bit gray values, got dtype {a.dtype}")
+
+
+@dataclass
+class ISBIData:
+    """Images (N, H, W) uint8 and, for the training split, labels (N, H, W) uint8 with cell = 1, membrane = 0."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+
+    def __iter__(self):  # unpacks as `images, labels = data`
+        return iter((self.images, self.labels))
+
+
+def load_isbi(root: Path | str, split: str = "train") -> ISBIData:
+    """Read ``train-volume`` + ``train-labels`` (split="train") or ``test-volume`` (split="test") under `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ISBI-2012 data folder {root} not found; expected train-volume.tif, "
+                                f"train-labels.tif and test-volume.tif there (see datasets/README.md, or pass "
+                                f"--data-root / set UNET_REPRO_DATA)")
+    if split == "test":
+        return ISBIData(read_stack(find_stack(root, "test-volume")), None)
+    if split != "train":
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    image_path, label_path = find_stack(root, "train-volume"), find_stack(root, "train-labels")
+    images, labels = read_stack(image_path), read_stack(label_path)
+    if len(images) != len(labels):
+        raise ValueError(f"{label_path} holds {len(labels)} label slices but {image_path} holds {len(images)} images")
+    if images.shape[1:] != labels.shape[1:]:
+        raise ValueError(f"{label_path}: label slices are {labels.shape[2]}x{labels.shape[1]} but the images in "
+                         f"{image_path} are {images.shape[2]}x{images.shape[1]}")
+    return ISBIData(images, (labels > 127).astype(np.uint8))
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """The network's input scaling, used for training and prediction alike: uint8 gray values -> float32 in [0, 1]."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    return image.astype(np.float32, copy=False)
+
+
+def mirror_pad(a: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """Pad the first two axes by mirroring at the border (no edge repeat, like cv2.BORDER_REFLECT_101);
+    works for pads larger than the image, as overlap-tile prediction of small images needs."""
+    pad = [(top, bottom), (left, right)] + [(0, 0)] * (a.ndim - 2)
+    return np.pad(a, pad, mode="reflect")
+
+
+class TileDataset(torch.utils.data.Dataset):
+    """Random training tiles as in the paper: an input tile of ``tile_in`` px cut from the mirror-padded slice and
+    the label and weight-map tiles of ``tile_out`` px at its centre (572 -> 388 for the paper's U-Net: 92 px of
+    mirrored context on each side).
+
+    The weight map of each label is computed once here (`border_weight_map`) and then only cut and deformed along
+    with the image. Sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``: the slice, the position
+    and the augmentation all draw from a generator seeded with them, so a resumed run or another number of
+    workers sees the same tiles.
+
+    Items: ``image`` (C, tile_in, tile_in) float32, ``label`` (1, tile_out, tile_out) float32 in {0, 1},
+    ``weight`` (1, tile_out, tile_out) float32.
+    """
+
+    def __init__(self, images: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | Sequence[np.ndarray],
+                 tile_in: int = 572, tile_out: int = 388, samples_per_epoch: int = 100, augment=None,
+                 w0: float = 10.0, sigma: float = 5.0, seed: int = 0,
+                 weights: Sequence[np.ndarray] | None = None) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if (tile_in - tile_out) % 2 or tile_in < tile_out:
+            raise ValueError(f"tile_in ({tile_in}) - tile_out ({tile_out}) must be even and >= 0")
+        self.tile_in, self.tile_out, self.margin = tile_in, tile_out, (tile_in - tile_out) // 2
+        self.samples_per_epoch, self.augment, self.seed, self.epoch = samples_per_epoch, augment, seed, 0
+        if weights is None:
+            weights = [border_weight_map(lab, w0=w0, sigma=sigma) for lab in labels]
+        self.images, self.labels, self.weights, self.sizes = [], [], [], []
+        for img, lab, w in zip(images, labels, weights):
+            h, w_ = lab.shape
+            if img.shape[:2] != (h, w_):
+                raise ValueError(f"image {img.shape[:2]} and label {lab.shape} differ in size")
+            # Pad once: mirrored context all round, plus enough to cut a whole tile from an image smaller than it.
+            m, extra_y, extra_x = self.margin, max(0, tile_out - h), max(0, tile_out - w_)
+            self.images.append(mirror_pad(img, m, m + extra_y, m, m + extra_x))
+            self.labels.append(mirror_pad(lab.astype(np.uint8), m, m + extra_y, m, m + extra_x))
+            self.weights.append(mirror_pad(w.astype(np.float32), m, m + extra_y, m, m + extra_x))
+            self.sizes.append((max(h, tile_out), max(w_, tile_out)))
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        k = int(rng.integers(len(self.images)))
+        h, w = self.sizes[k]
+        y, x = int(rng.integers(h - self.tile_out + 1)), int(rng.integers(w - self.tile_out + 1))
+        window = np.s_[y:y + self.tile_in, x:x + self.tile_in]
+        image, label, weight = self.images[k][window], self.labels[k][window], self.weights[k][window]
+        if self.augment is not None:
+            image, label, weight = self.augment(image, label, weight, seed=int(rng.integers(2**31)))
+        m, o = self.margin, self.tile_out
+        image = normalize(np.ascontiguousarray(image))
+        image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "label": torch.from_numpy(np.ascontiguousarray(label[m:m + o, m:m + o], dtype=np.float32)[None]),
+            "weight": torch.from_numpy(np.ascontiguousarray(weight[m:m + o, m:m + o], dtype=np.float32)[None]),
+        }
