@@ -10,7 +10,6 @@ multi-page gray-value TIFFs: train-volume.tif, train-labels.tif (cell = 255, mem
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -18,22 +17,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from unet_repro.data.isbi import SLICE_SUFFIXES, _read_slice, load_isbi  # noqa: E402
-
-
-def natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
-
-
-def read_folder(folder: Path) -> np.ndarray:
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=natural_key)
-    if not files:
-        sys.exit(f"error: {folder} holds no PNG/TIFF slices")
-    slices = [_read_slice(f) for f in files]
-    for f, s in zip(files, slices):
-        if s.shape != slices[0].shape:
-            sys.exit(f"error: {f} is {s.shape} but {files[0]} is {slices[0].shape}")
-    return np.stack(slices)
+from unet_repro.data.isbi import load_isbi, read_stack  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, folder in (("train-volume", args.images), ("train-labels", args.labels), ("test-volume", args.test)):
         if folder is None:
             continue
-        stack = read_folder(folder)
+        stack = read_stack(folder)
         if name == "train-labels":
             stack = np.where(stack > 127, 255, 0).astype(np.uint8)
         tifffile.imwrite(args.dest / f"{name}.tif", stack, photometric="minisblack")

@@ -29,6 +29,12 @@ def test_reads_folder_of_png_slices(tmp_path):
     assert np.array_equal(data.labels, labels // 255)
 
 
+def test_png_slices_are_read_in_natural_order(tmp_path):
+    for i in range(12):
+        Image.fromarray(np.full((4, 4), i, np.uint8)).save(tmp_path / f"{i}.png")
+    assert list(read_stack(tmp_path)[:, 0, 0]) == list(range(12))
+
+
 def test_missing_file_is_named(tmp_path):
     write_stack(tmp_path / "train-volume.tif", np.zeros((2, 8, 8), np.uint8))
     with pytest.raises(FileNotFoundError, match="train-labels.tif"):

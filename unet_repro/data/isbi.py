@@ -6,11 +6,13 @@ Layout of a data root (the official one, see ``datasets/README.md``)::
     train-labels.tif   30 x 512 x 512 uint8, cell = 255, membrane = 0
     test-volume.tif    30 x 512 x 512 uint8 (labels are not public)
 
-Each stack may instead be a folder of the same name holding one PNG (or TIFF) per slice, read in sorted order.
+Each stack may instead be a folder of the same name holding one PNG (or TIFF) per slice, read in natural
+file-name order (2.png before 10.png).
 Labels are binarised to cell = 1, membrane = 0.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,13 +37,19 @@ def find_stack(root: Path | str, name: str) -> Path:
                             f"see datasets/README.md for how to get ISBI-2012 and lay it out")
 
 
+def natural_key(path: Path) -> list:
+    """Sort key that puts 2.png before 10.png."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
 def read_stack(path: Path | str) -> np.ndarray:
-    """Read a multi-page TIFF or a folder of single-slice images into a (N, H, W) uint8 array."""
+    """Read a multi-page TIFF or a folder of single-slice images (in natural file-name order) into a (N, H, W)
+    uint8 array."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES)
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=natural_key)
         if not files:
             raise ValueError(f"{path} holds no slice images ({', '.join(SLICE_SUFFIXES)})")
         slices = [_read_slice(f) for f in files]
