@@ -5,8 +5,16 @@
     python -m experiments.isbi --resume runs/isbi-quick/last.pt
 
 The last ``--val-slices`` training slices are held out for validation. At the end the best checkpoint predicts
-them with overlap-tile prediction and the run directory gets ``val_XX.png`` (image | label | prediction) and
-``final_metrics.json``.
+them with overlap-tile prediction and the run directory gets ``val_XX.png`` (image | label | prediction),
+``heldout_prob.tif`` (P(cell) of the held-out slices, float32) and ``final_metrics.json``.
+
+    python -m experiments.isbi --folds 6 --preset quick --out runs/isbi-cv   # K-fold cross-validation
+    python -m experiments.isbi --folds 6 --fold-list 0,3 --tta --predict-test
+
+With ``--folds K`` the 30 slices are cut into K contiguous folds; each fold is trained on the others and held out
+(``RUN/fold_k/``), then `experiments.isbi_eval` scores the held-out predictions with the challenge's metrics and
+writes ``RUN/report.md``. A killed cross-validation resumes: finished folds are skipped and an interrupted fold
+continues from its ``last.pt``.
 """
 from __future__ import annotations
 
@@ -16,6 +24,10 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+
+import numpy as np
+import tifffile
+from tqdm.auto import tqdm
 
 from unet_repro.data import ISBIData, load_isbi
 from unet_repro.train import (DivergedError, TrainConfig, evaluate, load_checkpoint, make_model, resolve_device,
@@ -59,11 +71,61 @@ def split(root: Path, args: argparse.Namespace) -> tuple[ISBIData, ISBIData]:
             ISBIData(data.images[-n_val:], data.labels[-n_val:]))
 
 
+def fold_slices(n: int, k: int) -> list[list[int]]:
+    """K contiguous folds of slice indices 0..n-1, as equal as possible (30 slices, 6 folds: 5 each)."""
+    if not 2 <= k <= n:
+        raise ValueError(f"--folds must be between 2 and {n}, got {k}")
+    return [a.tolist() for a in np.array_split(np.arange(n), k)]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_flags(parser, PRESETS)
     add_data_flags(parser)
+    cv = parser.add_argument_group("cross-validation and evaluation")
+    cv.add_argument("--folds", type=int, help="K-fold cross-validation over the training slices (e.g. 6)")
+    cv.add_argument("--fold-list", type=lambda s: [int(v) for v in s.split(",")],
+                    help="run only these folds, e.g. 0,3 (default: all)")
+    cv.add_argument("--tta", action="store_true", help="average held-out predictions over the 8 square symmetries")
+    cv.add_argument("--predict-test", action="store_true",
+                    help="with --folds: predict test-volume.tif with the folds' models, as a submission TIFF")
     return parser.parse_args(argv)
+
+
+def run_split(cfg: TrainConfig, data: ISBIData, train_idx: list[int], val_idx: list[int], out: Path,
+              resume: Path | None, tta: bool, command: str) -> dict:
+    """Train on the slices `train_idx`, then predict and score the held-out slices `val_idx` with the best
+    checkpoint; write the figures, ``heldout_prob.tif`` and ``final_metrics.json`` into `out`."""
+    val_images, val_labels = data.images[val_idx], data.labels[val_idx]
+    t0 = time.perf_counter()
+    try:
+        summary = train(cfg, data.images[train_idx], data.labels[train_idx], val_images, val_labels, out,
+                        resume=resume)
+    except DivergedError as e:
+        sys.exit(f"error: {e}")
+    train_s = time.perf_counter() - t0
+
+    best = load_checkpoint(out / "best.pt")
+    model = make_model(TrainConfig.from_dict(best["config"]))
+    model.load_state_dict(best["model"])
+    model.to(resolve_device(cfg.device))
+    weights = [border_weight_map(lab, w0=cfg.w0, sigma=cfg.sigma) for lab in val_labels]
+    metrics, probs = evaluate(model, val_images, val_labels, weights, tta=tta)
+    for i, image, label, p in zip(val_idx, val_images, val_labels, probs):
+        save_panels(out / f"val_{i:02d}.png",
+                    [(f"slice {i}", image), ("label (cell = white)", label), ("prediction P(cell)", p)])
+    tifffile.imwrite(out / "heldout_prob.tif", np.stack(probs).astype(np.float32), photometric="minisblack")
+    result = {"validation": metrics, "validation_slices": [int(i) for i in val_idx], "tta": tta,
+              "best_epoch": best["epoch"], "stop_reason": summary["stop_reason"],
+              "optimizer_steps": summary["optimizer_steps"], "train_seconds": round(train_s, 1),
+              "tiles_per_s_last_epoch": summary["tiles_per_s"], "command": command, **cfg.extra,
+              "seed": cfg.seed, "config": asdict(cfg)}
+    (out / "final_metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"validation (slices {val_idx[0]}-{val_idx[-1]}, best epoch {best['epoch']}): "
+          f"pixel error {metrics['pixel_error']:.4f}, IoU {metrics['iou']:.4f}, "
+          f"membrane IoU {metrics['iou_background']:.4f}, loss {metrics['loss']:.4f}; "
+          f"trained {train_s:.0f} s; results in {out}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -72,43 +134,44 @@ def main(argv: list[str] | None = None) -> dict:
     if not has_data(root):
         missing_data_exit("ISBI-2012", root, EXPECTED)
     cfg = config_from_args(args, PRESETS)
-    out = args.out or Path("runs") / f"isbi-{args.preset}"
-    cfg = replace(cfg, extra={"experiment": "isbi", "preset": args.preset, "data_root": str(root),
-                              "val_slices": args.val_slices, "commit": git_commit(), "hardware": hardware()})
-    train_set, val_set = split(root, args)
-    train_images, train_labels, val_images, val_labels = *train_set, *val_set
+    out = args.out or Path("runs") / (f"isbi-cv-{args.preset}" if args.folds else f"isbi-{args.preset}")
+    command = "python -m experiments.isbi " + " ".join(argv if argv is not None else sys.argv[1:])
+    extra = {"experiment": "isbi", "preset": args.preset, "data_root": str(root), "commit": git_commit(),
+             "hardware": hardware()}
+    data = load_isbi(root)
+    n = len(data.images)
+    if not args.folds:
+        if not 0 < args.val_slices < n:
+            sys.exit(f"error: --val-slices must be between 1 and {n - 1}")
+        val_idx = list(range(n - args.val_slices, n))
+        return run_split(replace(cfg, extra={**extra, "val_slices": args.val_slices}), data,
+                         list(range(n - args.val_slices)), val_idx, out, args.resume, args.tta, command)
 
-    t0 = time.perf_counter()
+    if args.resume:
+        sys.exit("error: with --folds, rerun the same command to resume: finished folds are skipped and an "
+                 "interrupted fold continues from its last.pt")
     try:
-        summary = train(cfg, train_images, train_labels, val_images, val_labels, out, resume=args.resume)
-    except DivergedError as e:
+        folds = fold_slices(n, args.folds)
+    except ValueError as e:
         sys.exit(f"error: {e}")
-    train_s = time.perf_counter() - t0
-
-    # Final evaluation of the best checkpoint: metrics + image | label | prediction figures.
-    best = load_checkpoint(out / "best.pt")
-    model = make_model(TrainConfig.from_dict(best["config"]))
-    model.load_state_dict(best["model"])
-    model.to(resolve_device(cfg.device))
-    weights = [border_weight_map(lab, w0=cfg.w0, sigma=cfg.sigma) for lab in val_labels]
-    metrics, probs = evaluate(model, val_images, val_labels, weights)
-    first_val = len(train_images)
-    for k, (image, label, p) in enumerate(zip(val_images, val_labels, probs)):
-        save_panels(out / f"val_{first_val + k:02d}.png",
-                    [(f"slice {first_val + k}", image), ("label (cell = white)", label),
-                     ("prediction P(cell)", p)])
-    result = {"validation": metrics, "validation_slices": list(range(first_val, first_val + len(val_images))),
-              "best_epoch": best["epoch"], "stop_reason": summary["stop_reason"],
-              "optimizer_steps": summary["optimizer_steps"], "train_seconds": round(train_s, 1),
-              "tiles_per_s_last_epoch": summary["tiles_per_s"], "command": "python -m experiments.isbi " +
-              " ".join(argv if argv is not None else sys.argv[1:]), **cfg.extra, "seed": cfg.seed,
-              "config": asdict(cfg)}
-    (out / "final_metrics.json").write_text(json.dumps(result, indent=2, default=str))
-    print(f"validation (slices {first_val}-{first_val + len(val_images) - 1}, best epoch {best['epoch']}): "
-          f"pixel error {metrics['pixel_error']:.4f}, IoU {metrics['iou']:.4f}, "
-          f"membrane IoU {metrics['iou_background']:.4f}, loss {metrics['loss']:.4f}; "
-          f"trained {train_s:.0f} s; results in {out}")
-    return result
+    chosen = args.fold_list if args.fold_list is not None else list(range(args.folds))
+    if any(not 0 <= k < args.folds for k in chosen):
+        sys.exit(f"error: --fold-list entries must be between 0 and {args.folds - 1}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "folds.json").write_text(json.dumps({"folds": folds, "run": chosen, "command": command,
+                                                "preset": args.preset, "tta": args.tta}, indent=2))
+    for k in tqdm(chosen, desc="folds"):
+        fold_out = out / f"fold_{k}"
+        if (fold_out / "final_metrics.json").exists():
+            print(f"fold {k}: finished earlier, skipped")
+            continue
+        resume = fold_out / "last.pt" if (fold_out / "last.pt").exists() else None
+        val_idx = folds[k]
+        train_idx = [i for i in range(n) if i not in val_idx]
+        run_split(replace(cfg, extra={**extra, "fold": k, "folds": args.folds}), data, train_idx, val_idx,
+                  fold_out, resume, args.tta, command)
+    from .isbi_eval import evaluate_run
+    return evaluate_run(out, root, predict_test=args.predict_test, tta=args.tta)
 
 
 if __name__ == "__main__":

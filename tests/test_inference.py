@@ -60,3 +60,21 @@ def test_rgb_images():
     m = UNet(in_channels=3, widths=(4, 8, 16), dropout=0)
     p = predict_tiled(m, np.zeros((40, 30, 3), np.uint8))
     assert p.shape == (40, 30)
+
+
+def test_tta_averages_the_eight_symmetries(model):
+    image = np.random.default_rng(3).integers(0, 256, (60, 44), dtype=np.uint8)
+    p = predict_tiled(model, image, tile=52, tta=True)
+    views = []
+    for flip in (False, True):
+        for k in range(4):
+            v = np.rot90(image[:, ::-1] if flip else image, k)
+            q = np.rot90(predict_tiled(model, np.ascontiguousarray(v), tile=52), -k)
+            views.append(q[:, ::-1] if flip else q)
+    assert p.shape == image.shape
+    np.testing.assert_allclose(p, np.mean(views, axis=0), atol=1e-6)
+    assert not np.allclose(p, predict_tiled(model, image, tile=52), atol=1e-4)  # the views do differ
+    # A symmetric input gives the same map for the input and its mirror image.
+    sym = np.concatenate([image, image[:, ::-1]], axis=1)
+    ps = predict_tiled(model, sym, tile=52, tta=True)
+    np.testing.assert_allclose(ps, ps[:, ::-1], atol=1e-5)

@@ -29,9 +29,28 @@ def _is_valid_output(model: nn.Module, n: int) -> bool:
     return True
 
 
-@torch.inference_mode()
 def predict_tiled(model: nn.Module, image: np.ndarray, tile: int | None = None, batch_size: int = 4,
-                  device: torch.device | str | None = None, autocast: bool | None = None) -> np.ndarray:
+                  device: torch.device | str | None = None, autocast: bool | None = None,
+                  tta: bool = False) -> np.ndarray:
+    """Foreground probabilities of a whole image by overlap-tile prediction (see `_predict_tiled`).
+
+    With ``tta=True`` the prediction is averaged over the 8 symmetries of the square (4 rotations, each also
+    mirrored), each mapped back to the image's orientation; the paper averaged over rotated versions of the input.
+    """
+    if not tta:
+        return _predict_tiled(model, image, tile, batch_size, device, autocast)
+    total = np.zeros(image.shape[:2], dtype=np.float64)
+    for flip in (False, True):
+        for k in range(4):
+            view = np.rot90(image[:, ::-1] if flip else image, k)
+            p = np.rot90(_predict_tiled(model, np.ascontiguousarray(view), tile, batch_size, device, autocast), -k)
+            total += p[:, ::-1] if flip else p
+    return (total / 8).astype(np.float32)
+
+
+@torch.inference_mode()
+def _predict_tiled(model: nn.Module, image: np.ndarray, tile: int | None = None, batch_size: int = 4,
+                   device: torch.device | str | None = None, autocast: bool | None = None) -> np.ndarray:
     """Foreground probabilities of a whole image by overlap-tile prediction.
 
     Args:

@@ -205,18 +205,18 @@ def check_same_model(saved: dict[str, Any], cfg: TrainConfig, path: Path | str) 
 # -- validation --------------------------------------------------------------------------------------------------
 
 def evaluate(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-             weights: Sequence[np.ndarray], tile: int | None = None,
-             device: torch.device | None = None) -> tuple[dict[str, float], list[np.ndarray]]:
+             weights: Sequence[np.ndarray], tile: int | None = None, device: torch.device | None = None,
+             tta: bool = False) -> tuple[dict[str, float], list[np.ndarray]]:
     """Validation metrics on whole slices predicted with overlap-tile prediction.
 
     Returns ``loss`` (the pixel-weighted BCE of the training objective), ``pixel_error`` (fraction of pixels whose
     thresholded prediction differs from the label), ``iou`` (Jaccard of the foreground class, label 1) and
     ``iou_background`` (of class 0: the membranes for ISBI), all averaged over pixels of all slices, and the
-    probability maps.
+    probability maps. ``tta`` averages each prediction over the 8 symmetries of the square.
     """
     probs, losses, wrong, inter, union, inter0, union0, n = [], 0.0, 0, 0, 0, 0, 0, 0
     for image, label, weight in zip(images, labels, weights):
-        p = predict_tiled(model, image, tile=tile, device=device)
+        p = predict_tiled(model, image, tile=tile, device=device, tta=tta)
         probs.append(p)
         t = torch.from_numpy(label.astype(np.float32))
         losses += float(nn.functional.binary_cross_entropy(torch.from_numpy(p).clamp(1e-7, 1 - 1e-7), t,
