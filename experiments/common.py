@@ -81,7 +81,15 @@ def hardware() -> str:
     import torch
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    return f"CPU {cpu_name() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
 
 
 def save_panels(path: Path, panels: list[tuple[str, np.ndarray]], cmap: dict[str, str] | None = None) -> None:

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 from conftest import real_data_root
 from PIL import Image
 
@@ -58,3 +59,36 @@ def test_real_isbi_short_training_run(tmp_path):
                         "--epochs", "1", "--steps-per-epoch", "3", "--device", "cpu"])
     assert result["validation_slices"] == [25, 26, 27, 28, 29]
     assert (tmp_path / "val_29.png").exists()
+
+
+def test_cross_validation_report_end_to_end(isbi_root, tmp_path):
+    # 4 synthetic slices, 2 folds of 2; run fold 1 only: a reduced protocol, as on a CPU.
+    out = tmp_path / "cv"
+    args = ["--data-root", str(isbi_root), "--out", str(out), "--widths", "4,8,16", "--tile", "108", "--epochs", "1",
+            "--steps-per-epoch", "1", "--device", "cpu", "--folds", "2", "--fold-list", "1", "--tta",
+            "--predict-test"]
+    summary = isbi.main(args)
+    assert summary["folds_run"] == [1] and summary["fold_slices"] == [[0, 1], [2, 3]]
+    report = (out / "report.md").read_text()
+    assert "Not the same test set" in report and "Reduced protocol" in report and "0.000353" in report
+    for m in ("pixel_error", "rand_error", "warping_error", "v_rand", "v_info"):
+        assert 0 <= summary["pooled"][m] <= 1
+    rows = (out / "per_slice.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 2 and rows[1].startswith("2,1,")
+    assert (out / "best_slice_02.png").exists() or (out / "best_slice_03.png").exists()
+    test = tifffile.imread(out / "test-probabilities.tif")
+    assert test.shape == (2, 96, 96) and test.dtype == np.float32 and 0 <= test.min() and test.max() <= 1
+    # Rerunning skips the finished fold (no retraining: best.pt is untouched).
+    stamp = (out / "fold_1" / "best.pt").stat().st_mtime_ns
+    isbi.main(args[:-1])
+    assert (out / "fold_1" / "best.pt").stat().st_mtime_ns == stamp
+
+
+def test_interrupted_fold_resumes_from_its_last_checkpoint(isbi_root, tmp_path):
+    out = tmp_path / "cv"
+    base = ["--data-root", str(isbi_root), "--out", str(out), "--widths", "4,8,16", "--tile", "108",
+            "--steps-per-epoch", "1", "--device", "cpu", "--folds", "2", "--fold-list", "0"]
+    isbi.main([*base, "--epochs", "1"])
+    (out / "fold_0" / "final_metrics.json").unlink()  # as if killed after its first epoch's checkpoint
+    isbi.main([*base, "--epochs", "2"])
+    assert len((out / "fold_0" / "metrics.csv").read_text().strip().splitlines()) == 1 + 2
