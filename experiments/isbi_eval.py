@@ -146,7 +146,8 @@ def evaluate_run(run: Path, data_root: Path, predict_test: bool = False, tta: bo
                "per_fold": per_fold, "pooled": overall, "pooled_thresholds": overall_t, "mean": mean, "std": std,
                "paper_table1": PAPER, "tta": bool(first.get("tta")), "train_command": meta.get("command"),
                "train_commits": sorted({info[k].get("commit", "?") for k in folds}),
-               "report_commit": git_commit(), "hardware": first.get("hardware"), "seed": first.get("seed"),
+               "report_commit": git_commit(), "report_command": f"python -m experiments.isbi_eval --run {run}"
+               + (" --predict-test" if predict_test else "") + (" --tta" if predict_test and tta else ""), "hardware": first.get("hardware"), "seed": first.get("seed"),
                "config": first.get("config"), "test_probabilities": predict_test_path}
     (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (run / "report.md").write_text(render_report(summary, folds, per_fold, info, figures))
@@ -207,7 +208,7 @@ Red: membrane predicted inside a cell; blue: membrane missed; yellow: split/merg
 
 - Training: `{s['train_command']}` at commit(s) {', '.join(f'`{c}`' for c in s['train_commits'])}; seed
   {s['seed']}; {s['hardware']}.
-- This report: `python -m experiments.isbi_eval --run <run>` at commit `{s['report_commit']}`.
+- This report: `{s['report_command']}` at commit `{s['report_commit']}`.
 - Per-slice values: `per_slice.csv`; everything above: `summary.json`.
 {'- Test-set submission: `' + s['test_probabilities'] + '` (30 x 512 x 512 float32, P(cell): membrane = 0 like the labels).' if s['test_probabilities'] else ''}
 """
