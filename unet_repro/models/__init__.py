@@ -1,14 +1,55 @@
-"""Segmentation networks. `UNet` is the paper's; `build_model` makes any registered network by name."""
+"""Segmentation networks. `UNet` is the paper's; `build_model` makes any registered network by name.
+
+Every model takes ``in_channels``, ``out_channels`` and ``base_width`` (channels of the first level; deeper levels
+double, capped at 8x for SegNet) and ``depth`` (number of 2x down-samplings). Parameter counts for 3 input channels
+and 1 output channel (the paper's U-Net too: with its default single input channel it has 31,030,593):
+
+=================  =========================================================  ============  =============
+name               model (paper)                                              base 64       base 16
+=================  =========================================================  ============  =============
+unet               `UNet`, Ronneberger et al. 2015 (valid convs, no BN)       31,031,745    1,941,105
+unet_same          `UNetSame`, U-Net, padded convs + BN, bilinear up          34,519,233    2,160,177
+unet_strided       `UNetStrided`, U-Net, strided / transposed convs           32,432,193    2,030,097
+unet_unpool        `UNetUnpool`, U-Net, max-unpooling with indices            34,519,233    2,160,177
+unet_dilated       `UNetDilated`, U-Net, dilated strided / transposed convs   37,654,593    2,356,497
+segnet             `SegNet`, Badrinarayanan et al. 2017 (max-unpooling)       29,435,649    1,843,137
+segnet_nearest     `SegNet`, nearest-neighbour up-sampling                    29,435,649    1,843,137
+=================  =========================================================  ============  =============
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from torch import nn
 
+from .segnet import SegNet
 from .unet import Block, Decoder, Encoder, UNet, UpBlock, center_crop, init_paper_
+from .unet_variants import UNetDilated, UNetSame, UNetStrided, UNetUnpool, init_kaiming_, unet_widths
+
+
+def unet(*, base_width: int | None = None, depth: int | None = None, **options: Any) -> UNet:
+    """The paper's `UNet`, also from ``base_width`` (default 64) and ``depth`` (default 4), which give
+    ``widths = (b, 2b, ..., 2**depth * b)``; give either those or ``widths``. Other options go to `UNet` unchanged."""
+    if base_width is not None or depth is not None:
+        if "widths" in options:
+            raise ValueError("give either widths or base_width/depth for the U-Net, not both")
+        options["widths"] = unet_widths(64 if base_width is None else base_width, 4 if depth is None else depth)
+    return UNet(**options)
+
+
+def segnet_nearest(**options: Any) -> SegNet:
+    """`SegNet` with nearest-neighbour up-sampling instead of max-unpooling."""
+    return SegNet(upsampling="nearest", **options)
+
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "unet": UNet,
+    "unet": unet,
+    "unet_same": UNetSame,
+    "unet_strided": UNetStrided,
+    "unet_unpool": UNetUnpool,
+    "unet_dilated": UNetDilated,
+    "segnet": SegNet,
+    "segnet_nearest": segnet_nearest,
 }
 
 
@@ -19,4 +60,5 @@ def build_model(name: str, **options: Any) -> nn.Module:
     return MODELS[name](**options)
 
 
-__all__ = ["MODELS", "Block", "Decoder", "Encoder", "UNet", "UpBlock", "build_model", "center_crop", "init_paper_"]
+__all__ = ["MODELS", "Block", "Decoder", "Encoder", "SegNet", "UNet", "UNetDilated", "UNetSame", "UNetStrided",
+           "UNetUnpool", "UpBlock", "build_model", "center_crop", "init_kaiming_", "init_paper_", "unet_widths"]
