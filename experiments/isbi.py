@@ -30,8 +30,8 @@ import tifffile
 from tqdm.auto import tqdm
 
 from unet_repro.data import ISBIData, load_isbi
-from unet_repro.train import (DivergedError, TrainConfig, evaluate, load_checkpoint, make_model, resolve_device,
-                              train)
+from unet_repro.train import (Distributed, DivergedError, TrainConfig, evaluate, load_checkpoint, make_model,
+                              resolve_device, train)
 from unet_repro.weightmap import border_weight_map
 
 from .common import (add_training_flags, config_from_args, default_data_root, git_commit, hardware,
@@ -104,6 +104,8 @@ def run_split(cfg: TrainConfig, data: ISBIData, train_idx: list[int], val_idx: l
     except DivergedError as e:
         sys.exit(f"error: {e}")
     train_s = time.perf_counter() - t0
+    if not Distributed.from_env().is_main:  # under torchrun, rank 0 alone evaluates and writes
+        return summary
 
     best = load_checkpoint(out / "best.pt")
     model = make_model(TrainConfig.from_dict(best["config"]))
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
         train_idx = [i for i in range(n) if i not in val_idx]
         run_split(replace(cfg, extra={**extra, "fold": k, "folds": args.folds}), data, train_idx, val_idx,
                   fold_out, resume, args.tta, command)
+    if not Distributed.from_env().is_main:
+        return {}
     from .isbi_eval import evaluate_run
     return evaluate_run(out, root, predict_test=args.predict_test, tta=args.tta)
 

@@ -7,6 +7,7 @@ import torch
 from conftest import synthetic_em
 
 from unet_repro import train as train_mod
+from unet_repro.losses import WeightedBCEWithLogitsLoss
 from unet_repro.train import (
     ConfigMismatchError,
     DivergedError,
@@ -72,7 +73,7 @@ def test_last_partial_group_still_steps(data, tmp_path):
     model = train_mod.make_model(cfg)
     tiles = train_mod.TileDataset(data[0], data[1], tile_in=cfg.tile, tile_out=model.output_size(cfg.tile),
                                   samples_per_epoch=3, seed=cfg.seed)
-    loss_fn = train_mod.WeightedBCEWithLogitsLoss()
+    loss_fn = WeightedBCEWithLogitsLoss()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     for group in ([0, 1], [2]):
         opt.zero_grad()
@@ -140,7 +141,7 @@ def test_checkpoint_is_loaded_with_weights_only(tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):
     cfg = small_config(epochs=3)
-    real_loss = train_mod.WeightedBCEWithLogitsLoss.forward
+    real_loss = WeightedBCEWithLogitsLoss.forward
     calls = {"n": 0}
 
     def poisoned(self, logits, target, weight=None):
@@ -148,7 +149,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, monkeypat
         loss = real_loss(self, logits, target, weight)
         return loss * float("nan") if calls["n"] > cfg.steps_per_epoch + 1 else loss  # NaN in the 2nd epoch
 
-    monkeypatch.setattr(train_mod.WeightedBCEWithLogitsLoss, "forward", poisoned)
+    monkeypatch.setattr(WeightedBCEWithLogitsLoss, "forward", poisoned)
     with pytest.raises(DivergedError, match="became nan at epoch 1"):
         run(cfg, data, tmp_path)
     ckpt = load_checkpoint(tmp_path / "last.pt")

@@ -7,32 +7,46 @@ default), validates on held-out slices with overlap-tile prediction after every 
 
 A run directory holds ``config.json``, ``metrics.csv`` (one row per epoch), ``last.pt``, ``best.pt`` and, at the end,
 ``curves.png``. A checkpoint carries everything a resumed run needs to continue exactly as if it had never stopped.
+
+Data-parallel training: started by ``torchrun --nproc_per_node=W ...`` (which sets ``WORLD_SIZE``, ``RANK`` and
+``LOCAL_RANK``), every process runs `train`; the W processes join a process group (NCCL on CUDA, one GPU each:
+``cuda:LOCAL_RANK``; gloo on CPU), wrap the model in ``DistributedDataParallel`` and split each epoch's samples
+(`EpochSampler`). An epoch holds ``steps_per_epoch * batch_size * W`` samples, so every process still makes
+``steps_per_epoch`` passes of ``batch_size`` tiles and the epoch (and the learning-rate schedule) keeps its number
+of optimizer steps; DDP averages the gradients, so each step equals one process's step over all W processes'
+tiles, a W times larger batch. Only rank 0 validates and writes the run directory; the others wait for it.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime
+import functools
+import gc
+import itertools
 import json
 import math
 import os
 import random
 import time
+import traceback
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.isbi import TileDataset
+from .data.isbi import EpochSampler, TileDataset
 from .inference import predict_tiled
-from .losses import WeightedBCEWithLogitsLoss
+from .losses import build_loss
 from .models import build_model
 from .weightmap import border_weight_map
 
 # Settings that define the network's weights: a checkpoint made with other values cannot be resumed.
-MODEL_KEYS = ("model", "in_channels", "widths", "padding", "dropout")
+MODEL_KEYS = ("model", "in_channels", "widths", "base_width", "padding", "dropout")
 
 
 @dataclass
@@ -40,11 +54,13 @@ class TrainConfig:
     """Everything that defines a training run (saved as ``config.json`` and inside every checkpoint)."""
 
     # network
-    model: str = "unet"
+    model: str = "unet"  # a name of unet_repro.models.MODELS
     in_channels: int = 1
-    widths: tuple[int, ...] = (64, 128, 256, 512, 1024)
-    padding: str = "valid"
-    dropout: float = 0.5
+    widths: tuple[int, ...] = (64, 128, 256, 512, 1024)  # the paper's U-Net; ignored when base_width is set
+    base_width: int | None = None  # first-level channels (baselines; the U-Net doubles it per level)
+    padding: str = "valid"  # the paper's U-Net only
+    dropout: float = 0.5  # the paper's U-Net only
+    loss: str = "weighted_bce"  # a name of unet_repro.losses.LOSSES; only weighted_bce uses the weight map
     # data
     tile: int = 572  # input tile side; the label tile is the model's output for it (388 for the paper's U-Net)
     w0: float = 10.0
@@ -72,8 +88,12 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes of the experiment (data root, preset...)
 
     def model_options(self) -> dict[str, Any]:
-        return {"in_channels": self.in_channels, "out_channels": 1, "widths": tuple(self.widths),
-                "padding": self.padding, "dropout": self.dropout}
+        """Keyword options of `build_model` for this network."""
+        options: dict[str, Any] = {"in_channels": self.in_channels, "out_channels": 1}
+        if self.model != "unet":
+            return {**options, "base_width": self.base_width or 64}
+        size = {"base_width": self.base_width} if self.base_width else {"widths": tuple(self.widths)}
+        return {**options, **size, "padding": self.padding, "dropout": self.dropout}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -137,6 +157,178 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.
 def output_tile(model: nn.Module, tile: int) -> int:
     """The label tile side for input tiles of side `tile` (the same side for size-preserving models)."""
     return model.output_size(tile) if hasattr(model, "output_size") else tile
+
+
+# -- data-parallel processes -------------------------------------------------------------------------------------
+
+# How long the other processes wait at a collective for rank 0, which validates and writes checkpoints alone.
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place among the data-parallel processes: ``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and
+    ``LOCAL_RANK`` (its index on this machine); without them the run is one process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 validates, writes the run directory and shows progress."""
+        return self.rank == 0
+
+
+def process_device(device: torch.device, dist: Distributed) -> torch.device:
+    """The device of this process: with several processes on CUDA, GPU ``LOCAL_RANK`` (whatever index `device`
+    names), made the current one; otherwise `device`."""
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+@functools.cache
+def rendezvous_store() -> torch.distributed.Store:
+    """The key-value store through which the processes find each other (``env://``: torchrun's, or one at
+    ``MASTER_ADDR:MASTER_PORT``), opened once per process and shared by all its process groups."""
+    store, _, _ = next(torch.distributed.rendezvous("env://", timeout=PROCESS_GROUP_TIMEOUT))
+    return store
+
+
+_groups_joined = itertools.count()
+
+
+@contextlib.contextmanager
+def process_group(dist: Distributed, device: torch.device) -> Iterator[None]:
+    """Join the process group for the body (NCCL on CUDA, gloo on CPU) and leave it afterwards, also on error.
+
+    Does nothing for one process, nor when the caller has joined a group already (the caller then leaves it).
+    A process may join one group after another (`train` once per cross-validation fold): each gets its own keys in
+    the rendezvous store, because torch names every new default group alike and a later group would otherwise
+    read the addresses of the earlier one and connect to closed ports (a hang or "Connection refused").
+
+    On error the frames of the failed body are cleared before the group is left: they hold the
+    ``DistributedDataParallel`` wrapper, whose C++ reducer would otherwise own the group past
+    ``destroy_process_group`` and destroy it, while holding the GIL, when the exception is dropped; with gloo that
+    deadlocks against the group's worker thread (pytorch/pytorch#56297). So the traceback of such an error shows
+    no local variables.
+    """
+    if not dist.enabled or torch.distributed.is_initialized():
+        yield
+        return
+    cuda = device.type == "cuda"
+    store = torch.distributed.PrefixStore(f"unet_repro/group_{next(_groups_joined)}", rendezvous_store())
+    torch.distributed.init_process_group("nccl" if cuda else "gloo", store=store, rank=dist.rank,
+                                         world_size=dist.world_size, timeout=PROCESS_GROUP_TIMEOUT,
+                                         device_id=device if cuda else None)
+    try:
+        yield
+    except BaseException as e:
+        traceback.clear_frames(e.__traceback__)
+        gc.collect()
+        raise
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def process_seed(seed: int, rank: int, step: int = 0) -> int:
+    """Seed of the global generators (dropout) of process `rank`: the run's seed for rank 0 at the start, so one
+    process is seeded as it always was; for other ranks (or later steps) one derived from all three, so that the
+    processes draw different dropout masks."""
+    if rank == 0 and step == 0:
+        return seed
+    return int(np.random.SeedSequence((seed, rank, step)).generate_state(1)[0])
+
+
+def gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """Context for one forward + backward pass: DDP's ``no_sync`` when `sync` is false, so that accumulation passes
+    that do not step keep their gradients local and only the stepping pass averages them across processes."""
+    if sync or not isinstance(model, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+def broadcast(obj: Any, dist: Distributed) -> Any:
+    """Rank 0's `obj` on every process (a picklable object); the others wait for rank 0 here."""
+    if not dist.enabled:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_finite(loss: torch.Tensor, dist: Distributed) -> bool:
+    """Whether the loss is finite on every process: all decide alike, so that none waits forever in a backward
+    pass that the others skipped."""
+    finite = torch.isfinite(loss.detach())
+    if dist.enabled:
+        finite = finite.to(torch.int32)
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite)
+
+
+def sum_over_processes(values: Sequence[float], dist: Distributed, device: torch.device) -> list[float]:
+    """Element-wise sums over the processes (e.g. loss totals and tile counts of an epoch)."""
+    if not dist.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def gather_rng_states(dist: Distributed) -> list[dict[str, Any]] | None:
+    """Every process's generator states (`rng_state`), by rank, on rank 0; None on the others."""
+    state = rng_state()
+    if not dist.enabled:
+        return [state]
+    states = [None] * dist.world_size if dist.is_main else None
+    torch.distributed.gather_object(state, states, dst=0)
+    return states
+
+
+def restore_rng(ckpt: dict[str, Any], dist: Distributed, seed: int) -> None:
+    """Continue this process's generators from the checkpoint. A checkpoint of a data-parallel run holds every
+    rank's states (``rng_ranks``; ``rng`` is rank 0's); a rank it has none for (it was made with fewer processes)
+    starts fresh generators from (seed, rank, step)."""
+    states = ckpt.get("rng_ranks") or [ckpt["rng"]]
+    if dist.rank < len(states):
+        set_rng_state(states[dist.rank])
+    else:
+        seed_everything(process_seed(seed, dist.rank, ckpt["step"]))
+
+
+def effective_batch(cfg: TrainConfig, dist: Distributed) -> int:
+    """Tiles per optimizer step: tiles per pass x passes per step x processes."""
+    return cfg.batch_size * cfg.accumulate * dist.world_size
+
+
+def make_loader(dataset: TileDataset, sampler: EpochSampler, cfg: TrainConfig,
+                pin_memory: bool) -> torch.utils.data.DataLoader:
+    """One DataLoader for the whole run: `sampler` yields global sample ids, so ``sampler.set_epoch`` alone moves
+    it to the next epoch.
+
+    With workers they persist across epochs (no re-forking, no cold start each epoch) and the loader draws their
+    seeds from its own generator: a persistent loader draws them once per run, not once per iteration, and drawing
+    from the global generator would shift the dropout masks of a resumed run against an uninterrupted one. The
+    tiles never depend on those seeds. Without workers each iteration draws one number from the global generator,
+    as it always has, which keeps earlier single-process runs reproducible bit for bit.
+    """
+    persistent = cfg.workers > 0
+    return torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                                       num_workers=cfg.workers, pin_memory=pin_memory,
+                                       persistent_workers=persistent,
+                                       generator=torch.Generator().manual_seed(cfg.seed) if persistent else None)
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------
@@ -243,30 +435,42 @@ def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.nd
           resume: Path | str | None = None, augment=None) -> dict[str, Any]:
     """Train on (images, labels), validate on (val_images, val_labels), write the run directory.
 
+    Under ``torchrun`` every process calls this with the same arguments and trains data-parallel (see the module
+    docstring); all processes return the same summary.
+
     Args:
         cfg: the run's configuration.
         images, labels: training slices, (H, W) or (H, W, C) uint8 images and (H, W) {0, 1} labels.
         val_images, val_labels: held-out slices, predicted whole after each epoch.
         run_dir: output directory (created).
-        resume: a ``last.pt`` to continue from; its model settings must equal `cfg`'s.
+        resume: a ``last.pt`` to continue from; its model settings must equal `cfg`'s. Every process reads it.
         augment: the augmentation callable `(image, mask, weight, seed) -> (image, mask, weight)`, used when
             ``cfg.augment`` is true (default: `unet_repro.augment.paper_augmentation()`).
 
     Returns:
-        A summary: epochs run, the best epoch and its validation metrics, the stop reason, tiles/s.
+        A summary: the best epoch and its validation metrics, the stop reason, optimizer steps, tiles/s (of all
+        processes, last epoch), the number of processes and the effective batch (tiles per optimizer step).
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     if cfg.accumulate < 1 or cfg.batch_size < 1 or cfg.steps_per_epoch < 1:
         raise ValueError("accumulate, batch_size and steps_per_epoch must be >= 1")
     if cfg.monitor not in ("loss", "iou"):
         raise ValueError(f"monitor must be 'loss' or 'iou', got {cfg.monitor!r}")
+    dist = Distributed.from_env()
+    device = process_device(resolve_device(cfg.device), dist)
+    with process_group(dist, device):
+        return _train(cfg, images, labels, val_images, val_labels, Path(run_dir), resume, augment, dist, device)
 
-    seed_everything(cfg.seed)
+
+def _train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+           val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray], run_dir: Path,
+           resume: Path | str | None, augment, dist: Distributed, device: torch.device) -> dict[str, Any]:
+    """The body of `train`, run by each process (`dist`) on its `device` once the process group is joined."""
+    main = dist.is_main
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+
+    seed_everything(process_seed(cfg.seed, dist.rank))
     model = make_model(cfg)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer)
@@ -279,90 +483,119 @@ def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.nd
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
         best, best_epoch, bad_epochs = ckpt["best"], ckpt["best_epoch"], ckpt["bad_epochs"]
-        set_rng_state(ckpt["rng"])
+        restore_rng(ckpt, dist, cfg.seed)
     model.to(device)
     if cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cuda:  # optimizer state follows the parameters' device
         optimizer.load_state_dict(optimizer.state_dict())
+    module = model  # the network itself: validated and saved
+    if dist.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
 
     if cfg.augment and augment is None:
         from .augment import paper_augmentation
         augment = paper_augmentation()
-    tile_out = output_tile(model, cfg.tile)
-    dataset = TileDataset(images, labels, tile_in=cfg.tile, tile_out=tile_out,
-                          samples_per_epoch=cfg.steps_per_epoch * cfg.batch_size,
+    tile_out = output_tile(module, cfg.tile)
+    samples_per_epoch = cfg.steps_per_epoch * cfg.batch_size * dist.world_size
+    dataset = TileDataset(images, labels, tile_in=cfg.tile, tile_out=tile_out, samples_per_epoch=samples_per_epoch,
                           augment=augment if cfg.augment else None, w0=cfg.w0, sigma=cfg.sigma, seed=cfg.seed)
-    val_weights = [border_weight_map(lab, w0=cfg.w0, sigma=cfg.sigma) for lab in val_labels]
-    loss_fn = WeightedBCEWithLogitsLoss()
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    sampler = EpochSampler(samples_per_epoch, dist.rank, dist.world_size)
+    loader = make_loader(dataset, sampler, cfg, pin_memory=cuda)
+    loss_fn = build_loss(cfg.loss)
+    tiles_per_step = effective_batch(cfg, dist)
     metrics_path = run_dir / "metrics.csv"
-    if resume is None:
-        metrics_path.unlink(missing_ok=True)
-    else:
-        _truncate_metrics(metrics_path, start_epoch)
+    if main:
+        val_weights = [border_weight_map(lab, w0=cfg.w0, sigma=cfg.sigma) for lab in val_labels]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(
+            {**asdict(cfg), "world_size": dist.world_size, "effective_batch": tiles_per_step}, indent=2))
+        if resume is None:
+            metrics_path.unlink(missing_ok=True)
+        else:
+            _truncate_metrics(metrics_path, start_epoch)
+        print(f"training on {dist.world_size} process(es), {device}: effective batch {tiles_per_step} tiles per "
+              f"optimizer step ({cfg.batch_size} per pass x {cfg.accumulate} passes x {dist.world_size} process(es))")
 
     stop_reason, summary_rate = "epochs", 0.0
-    epochs = tqdm(range(start_epoch, cfg.epochs), desc="epochs", initial=start_epoch, total=cfg.epochs)
+    epochs = tqdm(range(start_epoch, cfg.epochs), desc="epochs", initial=start_epoch, total=cfg.epochs,
+                  disable=not main)
     for epoch in epochs:
-        dataset.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                                             num_workers=cfg.workers, pin_memory=cuda)
+        sampler.set_epoch(epoch)
         model.train()
         t0, running, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)
+        # tqdm.auto iterates what it wraps once when made and again when iterated. Persistent workers get the epoch's
+        # iterator, so that they do not prepare its first tiles twice; without workers the loader itself, as always
+        # (its two iterations draw from the global generator: earlier runs' dropout masks depend on them).
+        batches = iter(loader) if loader.persistent_workers else loader
+        bar = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not main)
         optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
             # The group this pass belongs to; the last group of an epoch may be shorter and is scaled by its own
             # size, so that k accumulated passes give the same update as one batch of k.
             group = min(cfg.accumulate, cfg.steps_per_epoch - (i // cfg.accumulate) * cfg.accumulate)
+            steps = (i + 1) % cfg.accumulate == 0 or i + 1 == cfg.steps_per_epoch
             x, y, w = (batch[k].to(device, non_blocking=True) for k in ("image", "label", "weight"))
             if cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.bf16):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y, w)
-            if not torch.isfinite(loss):
-                raise DivergedError(f"training loss became {loss.item()} at epoch {epoch}, pass {i} (optimizer step "
-                                    f"{step}); stopped. The last good checkpoint is {run_dir / 'last.pt'}"
-                                    + (" (none written yet)" if not (run_dir / "last.pt").exists() else "")
-                                    + "; lower --lr or check the data")
-            (loss / group).backward()
+            with gradient_sync(model, steps):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.bf16):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y, w)
+                if not all_finite(loss, dist):
+                    value = f"{loss.item()}" if not dist.enabled else f"non-finite ({loss.item()} on rank {dist.rank})"
+                    raise DivergedError(f"training loss became {value} at epoch {epoch}, pass {i} (optimizer "
+                                        f"step {step}); stopped. The last good checkpoint is {run_dir / 'last.pt'}"
+                                        + (" (none written yet)" if not (run_dir / "last.pt").exists() else "")
+                                        + "; lower --lr or check the data")
+                (loss / group).backward()
             running, seen = running + loss.item() * len(x), seen + len(x)
-            if (i + 1) % cfg.accumulate == 0 or i + 1 == cfg.steps_per_epoch:
+            if steps:
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
             bar.set_postfix(loss=f"{running / seen:.4f}")
         train_time = time.perf_counter() - t0
+        running, seen = sum_over_processes([running, seen], dist, device)
         summary_rate = seen / train_time
-        val, _ = evaluate(model, val_images, val_labels, val_weights, device=device)
-        row = {"epoch": epoch, "step": step, "train_loss": running / seen, "val_loss": val["loss"],
-               "val_pixel_error": val["pixel_error"], "val_iou": val["iou"],
-               "val_iou_background": val["iou_background"], "lr": optimizer.param_groups[0]["lr"],
-               "tiles_per_s": summary_rate, "epoch_s": time.perf_counter() - t0}
-        _append_metrics(metrics_path, row)
-        improved = is_better(val, best, cfg.monitor)
-        if improved:
-            best, best_epoch, bad_epochs = val[cfg.monitor], epoch, 0
-        else:
-            bad_epochs += 1
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "best": best,
-                 "best_epoch": best_epoch, "bad_epochs": bad_epochs, "metrics": val, "rng": rng_state(),
-                 "config": asdict(cfg)}
-        save_checkpoint(run_dir / "last.pt", state)
-        if improved:
-            save_checkpoint(run_dir / "best.pt", state)
-        epochs.set_postfix(train=f"{row['train_loss']:.4f}", val=f"{val['loss']:.4f}", iou=f"{val['iou']:.3f}")
-        if cfg.patience and bad_epochs >= cfg.patience:
-            stop_reason = f"early stopping: no improvement of validation {cfg.monitor} for {cfg.patience} epochs"
+        if main:
+            val, _ = evaluate(module, val_images, val_labels, val_weights, device=device)
+            row = {"epoch": epoch, "step": step, "train_loss": running / seen, "val_loss": val["loss"],
+                   "val_pixel_error": val["pixel_error"], "val_iou": val["iou"],
+                   "val_iou_background": val["iou_background"], "lr": optimizer.param_groups[0]["lr"],
+                   "tiles_per_s": summary_rate, "epoch_s": time.perf_counter() - t0}
+            _append_metrics(metrics_path, row)
+            improved = is_better(val, best, cfg.monitor)
+            if improved:
+                best, best_epoch, bad_epochs = val[cfg.monitor], epoch, 0
+            else:
+                bad_epochs += 1
+        rng_states = gather_rng_states(dist)  # the other processes wait here while rank 0 validates
+        if main:
+            state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "best": best,
+                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "metrics": val, "rng": rng_states[0],
+                     "config": asdict(cfg)}
+            if dist.enabled:
+                state["rng_ranks"] = rng_states
+            save_checkpoint(run_dir / "last.pt", state)
+            if improved:
+                save_checkpoint(run_dir / "best.pt", state)
+            epochs.set_postfix(train=f"{row['train_loss']:.4f}", val=f"{val['loss']:.4f}", iou=f"{val['iou']:.3f}")
+            if cfg.patience and bad_epochs >= cfg.patience:
+                stop_reason = f"early stopping: no improvement of validation {cfg.monitor} for {cfg.patience} epochs"
+        stop_reason = broadcast(stop_reason, dist)  # rank 0 decides for all
+        if stop_reason != "epochs":
             break
-    plot_curves(metrics_path, run_dir / "curves.png")
-    best_metrics = load_checkpoint(run_dir / "best.pt")["metrics"] if (run_dir / "best.pt").exists() else {}
-    return {"best_epoch": best_epoch, "best": best_metrics, "stop_reason": stop_reason, "optimizer_steps": step,
-            "tiles_per_s": summary_rate}
+    summary = None
+    if main:
+        plot_curves(metrics_path, run_dir / "curves.png")
+        best_metrics = load_checkpoint(run_dir / "best.pt")["metrics"] if (run_dir / "best.pt").exists() else {}
+        summary = {"best_epoch": best_epoch, "best": best_metrics, "stop_reason": stop_reason,
+                   "optimizer_steps": step, "tiles_per_s": summary_rate, "world_size": dist.world_size,
+                   "effective_batch": tiles_per_step}
+    return broadcast(summary, dist)
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:

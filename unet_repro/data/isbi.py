@@ -145,9 +145,15 @@ class TileDataset(torch.utils.data.Dataset):
     mirrored context on each side).
 
     The weight map of each label is computed once here (`border_weight_map`) and then only cut and deformed along
-    with the image. Sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``: the slice, the position
-    and the augmentation all draw from a generator seeded with them, so a resumed run or another number of
-    workers sees the same tiles.
+    with the image. Sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` (`sample`): the slice, the
+    position and the augmentation all draw from a generator seeded with them, so a resumed run, another number of
+    workers or another number of data-parallel processes sees the same tiles.
+
+    Indexing: ``ds[i]`` is sample ``i`` of the epoch set with `set_epoch`; an index past the epoch counts on into
+    the following ones, ``ds[k * samples_per_epoch + i]`` being sample ``i`` of epoch ``set epoch + k``. So the
+    global sample ids ``e * samples_per_epoch + i`` that `EpochSampler` yields address every epoch without
+    `set_epoch`, and one DataLoader (with persistent workers, whose copies of the dataset never see `set_epoch`)
+    serves a whole run.
 
     Items: ``image`` (C, tile_in, tile_in) float32, ``label`` (1, tile_out, tile_out) float32 in {0, 1},
     ``weight`` (1, tile_out, tile_out) float32.
@@ -184,7 +190,12 @@ class TileDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        epochs_on, i = divmod(int(index), self.samples_per_epoch)
+        return self.sample(self.epoch + epochs_on, i)
+
+    def sample(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
+        """Sample `index` of `epoch`: a pure function of ``(seed, epoch, index)``."""
+        rng = np.random.default_rng((self.seed, int(epoch), int(index)))
         k = int(rng.integers(len(self.images)))
         h, w = self.sizes[k]
         y, x = int(rng.integers(h - self.tile_out + 1)), int(rng.integers(w - self.tile_out + 1))
@@ -200,3 +211,34 @@ class TileDataset(torch.utils.data.Dataset):
             "label": torch.from_numpy(np.ascontiguousarray(label[m:m + o, m:m + o], dtype=np.float32)[None]),
             "weight": torch.from_numpy(np.ascontiguousarray(weight[m:m + o, m:m + o], dtype=np.float32)[None]),
         }
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """The global sample ids of one epoch that one process of a data-parallel run takes.
+
+    With ``n = samples_per_epoch`` and ``W = world_size`` process ``rank`` takes samples ``rank, rank + W,
+    rank + 2W, ...`` of epoch ``e`` (`set_epoch`), as the ids ``e * n + i`` that `TileDataset` reads as sample
+    ``i`` of epoch ``e``. The W processes together see each sample of the epoch once, the same samples one process
+    sees with ``W = 1``, so the tiles stay a pure function of (seed, epoch, index) whatever W is. Interleaving
+    (rather than contiguous blocks) puts the W tiles of one synchronous step next to each other in the epoch:
+    pass ``p`` of the W processes covers samples ``p W .. p W + W - 1``, which one process with a W times larger
+    batch would put in one batch. ``n`` must be a multiple of W.
+    """
+
+    def __init__(self, samples_per_epoch: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if samples_per_epoch % world_size:
+            raise ValueError(f"samples_per_epoch ({samples_per_epoch}) must be a multiple of world_size "
+                             f"({world_size}) so that every process takes as many samples")
+        self.samples_per_epoch, self.rank, self.world_size, self.epoch = samples_per_epoch, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        start = self.epoch * self.samples_per_epoch
+        return iter(range(start + self.rank, start + self.samples_per_epoch, self.world_size))
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch // self.world_size

@@ -1,0 +1,250 @@
+"""Benchmark one training step of the paper's U-Net: tiles/s of our pipeline (and, on CPU, of a notebook baseline).
+
+Usage::
+
+    python benchmarks/train_step.py [--widths 64,128,256,512,1024] [--steps 3] [--warmup 1] [--workers 1]
+                                    [--batch-size 1] [--data-root DIR] [--device auto] [--peak-tflops X]
+
+A training step is what `unet_repro.train.train` does per optimizer step with ``batch_size`` tiles of 572 x 572 px
+(the paper: one): wait for the batch, forward, pixel-weighted BCE, backward, SGD step (momentum 0.99). Its time
+counts the wait for data, so a data pipeline that cannot keep up shows. Medians over ``--steps`` steps after
+``--warmup`` steps (the first starts the workers and allocates).
+
+* **ours**: `unet_repro`'s pipeline as training runs it: float32 (on CUDA: bf16 autocast, channels-last), the
+  `TileDataset` with the paper's augmentation and the weight map computed once per slice and warped along with
+  the tile, in a DataLoader with ``--workers`` processes.
+* **baseline** (CPU only): the same network and augmentation written the straightforward notebook way: float64
+  model and tensors, augmentation in the main process, the weight map of each augmented label tile computed with
+  `border_weight_map_direct` (the formula as written: one distance transform per cell), no DataLoader.
+
+On CPU it prints both, their split into data / weight map / compute time, and the speed-up (target >= 3x). On
+CUDA it prints ours with the achieved TFLOP/s (301 GFLOP per forward of one 572 tile for the paper's widths,
+scaled by (widths[0] / 64)^2, a step = 3 forwards) and the fraction of the device's dense bf16 peak.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("unet_repro") is None:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO))
+
+from unet_repro.augment import (
+    geometric_transforms,
+    intensity_transforms,
+    paper_augmentation,
+)
+from unet_repro.data.isbi import EpochSampler, TileDataset, load_isbi, mirror_pad
+from unet_repro.losses import WeightedBCEWithLogitsLoss
+from unet_repro.models import UNet
+from unet_repro.train import (
+    TrainConfig,
+    make_loader,
+    make_model,
+    make_optimizer,
+    resolve_device,
+)
+from unet_repro.weightmap import border_weight_map_direct
+
+TARGET_SPEEDUP = 3.0
+PAPER_FORWARD_GFLOP = 301.0  # one 572 x 572 tile through the paper's U-Net (torch.utils.flop_counter: 300.8)
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets; the first name contained in
+# the device's name wins, so the PCIe H100 comes before the SXM one.
+BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("A100", 312.0),
+                    ("L40S", 362.0), ("L4", 121.0), ("A10G", 70.0))
+
+
+def default_root() -> Path:
+    env = os.environ.get("UNET_REPRO_DATA")
+    return Path(env) / "isbi2012" if env else REPO / "datasets" / "isbi2012"
+
+
+@dataclass
+class Timings:
+    """Seconds per step, and the parts of it (each list one entry per timed step)."""
+
+    total: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, total: float, **parts: float) -> None:
+        self.total.append(total)
+        for name, seconds in parts.items():
+            self.parts.setdefault(name, []).append(seconds)
+
+    def median(self, name: str | None = None) -> float:
+        return statistics.median(self.total if name is None else self.parts.get(name, [0.0]))
+
+
+def forward_gflop(widths: tuple[int, ...]) -> float:
+    """GFLOP of one forward pass of a 572 tile: the paper's count, scaled by the square of the width factor."""
+    return PAPER_FORWARD_GFLOP * (widths[0] / 64) ** 2
+
+
+def bf16_peak(device: torch.device, override: float | None) -> float | None:
+    if override is not None:
+        return override
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ours(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: int, warmup: int,
+              device: torch.device) -> Timings:
+    """Steps of the real training pipeline (the body of the loop in `unet_repro.train.train`)."""
+    cuda = device.type == "cuda"
+    model = make_model(cfg).to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    loss_fn = WeightedBCEWithLogitsLoss()
+    n = (steps + warmup) * cfg.batch_size
+    dataset = TileDataset(images, labels, tile_in=cfg.tile, tile_out=model.output_size(cfg.tile),
+                          samples_per_epoch=n, augment=paper_augmentation(), seed=cfg.seed)
+    loader = make_loader(dataset, EpochSampler(n), cfg, pin_memory=cuda)
+    timings = Timings()
+    model.train()
+    sync(device)
+    start = time.perf_counter()
+    for i, batch in enumerate(loader):
+        ready = time.perf_counter()
+        x, y, w = (batch[k].to(device, non_blocking=True) for k in ("image", "label", "weight"))
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x)
+        loss_fn(logits.float(), y, w).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync(device)
+        end = time.perf_counter()
+        if i >= warmup:
+            timings.add(end - start, data=ready - start, compute=end - ready)
+        start = end
+    return timings
+
+
+def notebook_sample(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, geometric, intensity,
+                    tile_in: int, tile_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """One training sample as a notebook makes it: mirror-pad a random slice, cut a tile, augment image and label
+    (the composes draw from their own unseeded generators), then compute the weight map of the label tile with the
+    direct formula. Returns the float64 image tile, label tile, weight map and the seconds the weight map took."""
+    m = (tile_in - tile_out) // 2
+    k = int(rng.integers(len(images)))
+    image, label = mirror_pad(images[k], m, m, m, m), mirror_pad(labels[k], m, m, m, m)
+    y, x = (int(v) for v in rng.integers(0, np.array(labels[k].shape) - tile_out + 1))
+    out = geometric(image=image[y:y + tile_in, x:x + tile_in], mask=label[y:y + tile_in, x:x + tile_in])
+    image_tile = intensity(image=out["image"])["image"].astype(np.float64) / 255.0
+    label_tile = out["mask"][m:m + tile_out, m:m + tile_out].astype(np.float64)
+    t0 = time.perf_counter()
+    weight = border_weight_map_direct(label_tile).astype(np.float64)
+    return image_tile, label_tile, weight, time.perf_counter() - t0
+
+
+def time_baseline(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: int, warmup: int) -> Timings:
+    """Steps of the notebook baseline on the CPU, all in this process."""
+    model = UNet(widths=cfg.widths, dropout=cfg.dropout).double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    geometric, intensity = geometric_transforms(), intensity_transforms()
+    rng = np.random.default_rng(cfg.seed)
+    tile_out = model.output_size(cfg.tile)
+    timings = Timings()
+    model.train()
+    for i in range(steps + warmup):
+        start = time.perf_counter()
+        samples = [notebook_sample(images, labels, rng, geometric, intensity, cfg.tile, tile_out)
+                   for _ in range(cfg.batch_size)]
+        x = torch.from_numpy(np.stack([s[0] for s in samples]))[:, None]
+        y = torch.from_numpy(np.stack([s[1] for s in samples]))[:, None]
+        w = torch.from_numpy(np.stack([s[2] for s in samples]))[:, None]
+        ready = time.perf_counter()
+        loss = F.binary_cross_entropy_with_logits(model(x), y, weight=w)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        end = time.perf_counter()
+        if i >= warmup:
+            weight_s = sum(s[3] for s in samples)
+            timings.add(end - start, data=ready - start - weight_s, weightmap=weight_s, compute=end - ready)
+    return timings
+
+
+def print_row(name: str, t: Timings, batch: int) -> None:
+    print(f"{name:<44} {batch / t.median():>8.3f} {t.median():>8.2f} {t.median('data'):>8.2f} "
+          f"{t.median('weightmap'):>12.2f} {t.median('compute'):>10.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")),
+                        default=(64, 128, 256, 512, 1024), help="channels per level (default: the paper's)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per pipeline (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    parser.add_argument("--batch-size", type=int, default=1, help="tiles per step (default 1, the paper)")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of ours (default 1)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder with train-volume.tif and train-labels.tif (default: $UNET_REPRO_DATA/isbi2012, "
+                             "else datasets/isbi2012)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda ... (the baseline runs on CPU only)")
+    parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, if not in the table")
+    parser.add_argument("--no-baseline", action="store_true", help="on CPU: time ours only")
+    args = parser.parse_args(argv)
+
+    root = args.data_root or default_root()
+    try:
+        images, labels = load_isbi(root)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    device = resolve_device(args.device)
+    cfg = replace(TrainConfig(), widths=args.widths, batch_size=args.batch_size, workers=args.workers,
+                  momentum=0.99, lr=1e-3, device=str(device))
+    hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
+    print(f"data: {root} ({len(images)} slices)  widths: {','.join(map(str, args.widths))}  tile: {cfg.tile}  "
+          f"batch: {args.batch_size}  steps: {args.steps} (+{args.warmup} warm-up)  workers (ours): {args.workers}")
+    print(f"device: {hardware}; torch {torch.__version__}")
+    print(f"{'pipeline':<44} {'tiles/s':>8} {'s/step':>8} {'data s':>8} {'weightmap s':>12} {'compute s':>10}")
+    ours = time_ours(cfg, images, labels, args.steps, args.warmup, device)
+    name = "ours (bf16 autocast, channels-last)" if device.type == "cuda" else "ours (float32, cached weight map)"
+    print_row(name, ours, args.batch_size)
+    rate = args.batch_size / ours.median()
+
+    if device.type == "cuda":
+        tflops = rate * 3 * forward_gflop(args.widths) / 1e3
+        peak = bf16_peak(device, args.peak_tflops)
+        share = f"{tflops / peak:.1%} of the {peak:.0f} TFLOP/s dense bf16 peak" if peak else \
+            "peak unknown for this device: pass --peak-tflops"
+        print(f"achieved: {tflops:.1f} TFLOP/s ({3 * forward_gflop(args.widths):.0f} GFLOP per tile and step); {share}")
+        return 0
+    if args.no_baseline:
+        return 0
+    baseline = time_baseline(cfg, images, labels, args.steps, args.warmup)
+    print_row("baseline (float64, direct weight map/sample)", baseline, args.batch_size)
+    speedup = baseline.median() / ours.median()
+    print(f"speed-up: {speedup:.2f}x (target >= {TARGET_SPEEDUP:.0f}x); compute alone "
+          f"{baseline.median('compute') / ours.median('compute'):.2f}x")
+    if speedup < TARGET_SPEEDUP:
+        print(f"BELOW TARGET: speed-up {speedup:.2f}x < {TARGET_SPEEDUP:.0f}x", file=sys.stderr)
+        return 1
+    print(f"OK: speed-up >= {TARGET_SPEEDUP:.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
