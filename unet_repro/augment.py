@@ -53,6 +53,14 @@ def _spline_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
+def _outer_sum(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left @ right.T`` for (H, g) and (W, g) with small g, as a sum of g outer products (no BLAS threads)."""
+    out = np.zeros((left.shape[0], right.shape[0]), dtype=np.float64)
+    for k in range(left.shape[1]):
+        out += left[:, k, None] * right[None, :, k]
+    return out.astype(np.float32)
+
+
 def elastic_displacement(
     shape: tuple[int, int], grid: int, sigma: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +85,10 @@ def elastic_displacement(
     h, w = int(shape[0]), int(shape[1])
     nodes = rng.normal(0.0, sigma, size=(2, grid, grid))
     my, mx = _spline_matrix(h, grid), _spline_matrix(w, grid)
-    dx = (my @ nodes[0] @ mx.T).astype(np.float32)
-    dy = (my @ nodes[1] @ mx.T).astype(np.float32)
+    # (H, g) x (g, g) x (g, W) by broadcasting, not `@`: a BLAS matrix product would start one OpenBLAS thread per
+    # core in every data-loading worker and oversubscribe the CPU (benchmarks/RESULTS.md, data pipeline).
+    dx = _outer_sum(my @ nodes[0], mx)
+    dy = _outer_sum(my @ nodes[1], mx)
     return dx, dy
 
 
