@@ -2,6 +2,7 @@
 
     python -m experiments.lr_range_test --experiment isbi --preset quick --iters 60
     python -m experiments.lr_range_test --experiment isbi --preset paper --accumulate 4 --min-lr 1e-5 --max-lr 10
+    python -m experiments.lr_range_test --experiment ph2 --preset quick --model segnet
 
 The network, the optimizer (SGD with the preset's momentum, or Adam), the training tiles with the preset's
 augmentation and the loss are exactly those of training (`unet_repro.train`); the held-out validation slices are
@@ -30,7 +31,7 @@ from unet_repro.lr_finder import SKIP_FRACTION, lr_range_test
 from unet_repro.models import MODELS
 from unet_repro.train import make_model, make_optimizer, output_tile, resolve_device, seed_everything
 
-from . import isbi
+from . import isbi, ph2
 from .common import (add_training_flags, config_from_args, default_data_root, git_commit, hardware,
                      missing_data_exit)
 
@@ -41,6 +42,7 @@ class Experiment:
     $UNET_REPRO_DATA, its own flags, a check that the data is there and a loader of the training split."""
 
     module: ModuleType
+    presets: dict  # preset name -> TrainConfig fields
     data_name: str
     title: str
     add_flags: Callable[[argparse.ArgumentParser], None]
@@ -51,8 +53,11 @@ class Experiment:
 
 # Known experiments; another dataset is one more entry here.
 EXPERIMENTS: dict[str, Experiment] = {
-    "isbi": Experiment(module=isbi, data_name="isbi2012", title="ISBI-2012", add_flags=isbi.add_data_flags,
-                       has_data=isbi.has_data, load_train=lambda root, args: tuple(isbi.split(root, args)[0])),
+    "isbi": Experiment(module=isbi, presets=isbi.PRESETS, data_name="isbi2012", title="ISBI-2012",
+                       add_flags=isbi.add_data_flags, has_data=isbi.has_data,
+                       load_train=lambda root, args: tuple(isbi.split(root, args)[0])),
+    "ph2": Experiment(module=ph2, presets=ph2.TRAIN_PRESETS, data_name="ph2", title="PH2",
+                      add_flags=ph2.add_data_flags, has_data=ph2.has_data, load_train=ph2.train_split),
 }
 
 IGNORED = ("lr", "epochs", "steps_per_epoch", "schedule", "patience", "resume")
@@ -68,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[pre])
-    add_training_flags(parser, experiment.module.PRESETS)
+    add_training_flags(parser, experiment.presets)
     parser.add_argument("--model", choices=sorted(MODELS), help="network (default: the preset's, else unet)")
     experiment.add_flags(parser)
     test = parser.add_argument_group("range test")
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     ignored = [f"--{k.replace('_', '-')}" for k in IGNORED if getattr(args, k, None) is not None]
     if ignored:
         print(f"note: {', '.join(ignored)} play no part in the range test; ignored", file=sys.stderr)
-    cfg = config_from_args(args, experiment.module.PRESETS)
+    cfg = config_from_args(args, experiment.presets)
     out = args.out or Path("runs") / f"lr_range-{args.experiment}-{args.preset}"
     cfg = replace(cfg, extra={"experiment": args.experiment, "preset": args.preset, "data_root": str(root),
                               **({"val_slices": args.val_slices} if hasattr(args, "val_slices") else {}),

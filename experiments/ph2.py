@@ -46,6 +46,29 @@ PRESETS = {
                  batch_size=8, optimizer="adam", lr=1e-4),
 }
 EXPECTED = "'PH2 Dataset images/IMDxxx/...' (the original PH2 layout)"
+# One training configuration per preset, for tools that train a single network (the LR range test): the grid's
+# settings with unet_same and BCE.
+TRAIN_PRESETS = {name: dict(model="unet_same", loss="bce", in_channels=3, base_width=p["base_width"], tile=256,
+                            dropout=0.0, optimizer=p["optimizer"], lr=p["lr"], momentum=0.9,
+                            batch_size=p["batch_size"])
+                 for name, p in PRESETS.items()}
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=256, help="images are resized to size x size (default 256)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 100/50/50 split (default 0)")
+
+
+def has_data(root: Path) -> bool:
+    return (root / "PH2 Dataset images").is_dir()
+
+
+def train_split(root: Path, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """The training images and masks of the seeded split."""
+    data = load_ph2(root, size=args.size)
+    index = {n: i for i, n in enumerate(data.names)}
+    train = [index[n] for n in split_ph2(data.names, seed=args.split_seed)["train"]]
+    return data.images[train], data.masks[train]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,8 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--optimizer", choices=["adam", "sgd"])
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--size", type=int, default=256, help="images are resized to size x size (default 256)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 100/50/50 split (default 0)")
+    add_data_flags(parser)
     parser.add_argument("--data-root", type=Path, help="PH2 folder (default: $UNET_REPRO_DATA/ph2)")
     parser.add_argument("--out", type=Path, help="grid directory (default: runs/ph2-<preset>)")
     parser.add_argument("--device", default="auto")
@@ -118,7 +140,7 @@ def evaluate_test(run_dir: Path, images: np.ndarray, masks: np.ndarray) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     root = args.data_root or default_data_root("ph2")
-    if not (root / "PH2 Dataset images").is_dir():
+    if not has_data(root):
         missing_data_exit("PH2", root, EXPECTED)
     out = args.out or Path("runs") / f"ph2-{args.preset}"
     out.mkdir(parents=True, exist_ok=True)

@@ -52,3 +52,12 @@ def test_missing_data_message(tmp_path):
 def test_unknown_model_is_named(tmp_path):
     with pytest.raises(SystemExit):
         ph2.main(["--data-root", str(tmp_path), "--models", "unet_sam"])
+
+
+def test_lr_range_test_knows_ph2(ph2_root, tmp_path):
+    from experiments import lr_range_test
+    summary = lr_range_test.main(["--experiment", "ph2", "--data-root", str(ph2_root), "--size", "32", "--tile", "32",
+                                  "--iters", "5", "--batch-size", "4", "--device", "cpu", "--model", "segnet",
+                                  "--out", str(tmp_path / "lr")])
+    assert summary["config"]["model"] == "segnet" and summary["config"]["in_channels"] == 3
+    assert summary["iterations_run"] >= 2 and (tmp_path / "lr" / "lr_range.png").exists()
