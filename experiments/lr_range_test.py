@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from unet_repro.data import TileDataset
-from unet_repro.losses import WeightedBCEWithLogitsLoss
+from unet_repro.losses import build_loss
 from unet_repro.lr_finder import SKIP_FRACTION, lr_range_test
 from unet_repro.models import MODELS
 from unet_repro.train import make_model, make_optimizer, output_tile, resolve_device, seed_everything
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
                                          num_workers=cfg.workers, pin_memory=cuda)
 
     t0 = time.perf_counter()
-    result = lr_range_test(model, optimizer, loader, WeightedBCEWithLogitsLoss(), min_lr=args.min_lr,
+    result = lr_range_test(model, optimizer, loader, build_loss(cfg.loss), min_lr=args.min_lr,
                            max_lr=args.max_lr, iters=args.iters, accumulate=cfg.accumulate, beta=args.beta,
                            diverge_factor=args.diverge_factor, device=device,
                            autocast_dtype=torch.bfloat16 if cuda and cfg.bf16 else None)

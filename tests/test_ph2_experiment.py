@@ -60,4 +60,5 @@ def test_lr_range_test_knows_ph2(ph2_root, tmp_path):
                                   "--iters", "5", "--batch-size", "4", "--device", "cpu", "--model", "segnet",
                                   "--out", str(tmp_path / "lr")])
     assert summary["config"]["model"] == "segnet" and summary["config"]["in_channels"] == 3
+    assert summary["config"]["loss"] == "bce"
     assert summary["iterations_run"] >= 2 and (tmp_path / "lr" / "lr_range.png").exists()
