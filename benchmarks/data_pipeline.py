@@ -19,7 +19,6 @@ Then: the workers that ``--gpu-tiles-per-s`` needs, at the best per-worker rate 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import platform
@@ -31,9 +30,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("unet_repro") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # experiments/ (and unet_repro without `pip install -e .`) from the checkout
 
+from experiments.common import default_data_root
 from unet_repro.augment import paper_augmentation
 from unet_repro.data.isbi import EpochSampler, TileDataset, load_isbi
 from unet_repro.train import TrainConfig, make_loader
@@ -41,10 +40,6 @@ from unet_repro.weightmap import border_weight_map
 
 TILE_IN, TILE_OUT = 572, 388  # the paper's U-Net
 
-
-def default_root() -> Path:
-    env = os.environ.get("UNET_REPRO_DATA")
-    return Path(env) / "isbi2012" if env else REPO / "datasets" / "isbi2012"
 
 
 def single_process_rate(dataset: TileDataset, samples: int) -> tuple[float, float]:
@@ -81,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                              "else datasets/isbi2012)")
     args = parser.parse_args(argv)
 
-    root = args.data_root or default_root()
+    root = args.data_root or default_data_root("isbi2012")
     try:
         images, labels = load_isbi(root)
     except FileNotFoundError as e:

@@ -20,7 +20,6 @@ mirror-padded image, ``--batch-size`` windows per forward pass, bf16 autocast on
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import platform
@@ -35,9 +34,9 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("unet_repro") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # experiments/ (and unet_repro without `pip install -e .`) from the checkout
 
+from experiments.common import default_data_root
 from unet_repro.data.isbi import load_isbi, mirror_pad
 from unet_repro.inference import default_tile, predict_tiled
 from unet_repro.models import UNet
@@ -45,10 +44,6 @@ from unet_repro.train import resolve_device
 
 MIB = 2.0**20
 
-
-def default_root() -> Path:
-    env = os.environ.get("UNET_REPRO_DATA")
-    return Path(env) / "isbi2012" if env else REPO / "datasets" / "isbi2012"
 
 
 def max_rss_mib() -> float:
@@ -84,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
     args = parser.parse_args(argv)
 
-    root = args.data_root or default_root()
+    root = args.data_root or default_data_root("isbi2012")
     try:
         slices = load_isbi(root, "test").images
     except FileNotFoundError as e:

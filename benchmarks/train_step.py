@@ -24,7 +24,6 @@ scaled by (widths[0] / 64)^2, a step = 3 forwards) and the fraction of the devic
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -38,9 +37,9 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("unet_repro") is None:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # experiments/ (and unet_repro without `pip install -e .`) from the checkout
 
+from experiments.common import default_data_root
 from unet_repro.augment import (
     geometric_transforms,
     intensity_transforms,
@@ -65,10 +64,6 @@ PAPER_FORWARD_GFLOP = 301.0  # one 572 x 572 tile through the paper's U-Net (tor
 BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("A100", 312.0),
                     ("L40S", 362.0), ("L4", 121.0), ("A10G", 70.0))
 
-
-def default_root() -> Path:
-    env = os.environ.get("UNET_REPRO_DATA")
-    return Path(env) / "isbi2012" if env else REPO / "datasets" / "isbi2012"
 
 
 @dataclass
@@ -205,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="on CPU: time ours only")
     args = parser.parse_args(argv)
 
-    root = args.data_root or default_root()
+    root = args.data_root or default_data_root("isbi2012")
     try:
         images, labels = load_isbi(root)
     except FileNotFoundError as e:

@@ -13,7 +13,6 @@ Exits non-zero when the median speed-up is below 50x or a difference exceeds 1e-
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -26,19 +25,13 @@ import tifffile
 from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
-try:
-    from unet_repro.weightmap import border_weight_map, border_weight_map_direct
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO))
-    from unet_repro.weightmap import border_weight_map, border_weight_map_direct
+sys.path.insert(0, str(REPO))  # experiments/ (and unet_repro without `pip install -e .`) from the checkout
+from experiments.common import default_data_root  # noqa: E402
+from unet_repro.weightmap import border_weight_map, border_weight_map_direct  # noqa: E402
 
 MIN_SPEEDUP = 50.0
 MAX_DIFF = 1e-5
 
-
-def default_root() -> Path:
-    env = os.environ.get("UNET_REPRO_DATA")
-    return Path(env) / "isbi2012" if env else REPO / "datasets" / "isbi2012"
 
 
 def timed(fn: Callable[[np.ndarray], np.ndarray], mask: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
@@ -73,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed calls of the direct algorithm per slice, median reported (default 1)")
     args = parser.parse_args(argv)
 
-    root = args.data_root or default_root()
+    root = args.data_root or default_data_root("isbi2012")
     path = root / "train-labels.tif"
     if not path.is_file():
         print(f"error: ISBI 2012 labels not found: expected {path} "
