@@ -10,7 +10,7 @@ deformation, gray-value changes, the weight map cut and warped along with the la
 
 * the one-time set-up (mirror padding and the weight map of every slice, in the `TileDataset` constructor);
 * single process: ``dataset[i]`` in a loop, with and without the augmentation (what the augmentation costs);
-* through the DataLoader of training (`unet_repro.train.make_loader`, batch 1) with N workers, timed from the
+* through the DataLoader of training (`unet_repro.training.build_train_loader`, batch 1) with N workers, timed from the
   first sample to the last (steady state: without the workers' start), and per worker.
 
 Then: the workers that ``--gpu-tiles-per-s`` needs, at the best per-worker rate measured through the DataLoader
@@ -32,10 +32,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # experiments/ (and unet_repro without `pip install -e .`) from the checkout
 
-from experiments.common import default_data_root
+from unet_repro.tasks import ISBI, find_data_root
 from unet_repro.augment import paper_augmentation
 from unet_repro.data.isbi import EpochSampler, TileDataset, load_isbi
-from unet_repro.train import TrainConfig, make_loader
+from unet_repro.training import TrainConfig, build_train_loader
 from unet_repro.weightmap import border_weight_map
 
 TILE_IN, TILE_OUT = 572, 388  # the paper's U-Net
@@ -55,7 +55,7 @@ def single_process_rate(dataset: TileDataset, samples: int) -> tuple[float, floa
 def loader_rate(dataset: TileDataset, samples: int, workers: int) -> tuple[float, float]:
     """Samples/s through the training DataLoader with `workers` processes, from the first sample to the last, and
     the seconds until the first sample (the workers' start)."""
-    loader = make_loader(dataset, EpochSampler(samples), TrainConfig(batch_size=1, workers=workers), pin_memory=False)
+    loader = build_train_loader(dataset, EpochSampler(samples), TrainConfig(batch_size=1, workers=workers), pin_memory=False)
     start = time.perf_counter()
     batches = iter(loader)
     next(batches)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                              "else datasets/isbi2012)")
     args = parser.parse_args(argv)
 
-    root = args.data_root or default_data_root("isbi2012")
+    root = find_data_root(ISBI, args.data_root)
     try:
         images, labels = load_isbi(root)
     except FileNotFoundError as e:

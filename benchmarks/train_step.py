@@ -5,19 +5,22 @@ Usage::
     python benchmarks/train_step.py [--widths 64,128,256,512,1024] [--steps 3] [--warmup 1] [--workers 1]
                                     [--batch-size 1] [--data-root DIR] [--device auto] [--peak-tflops X]
 
-A training step is what `unet_repro.train.train` does per optimizer step with ``batch_size`` tiles of 572 x 572 px
+A training step is what `unet_repro.training.train` does per optimizer step with ``batch_size`` tiles of 572 x 572 px
 (the paper: one): wait for the batch, forward, pixel-weighted BCE, backward, SGD step (momentum 0.99). Its time
 counts the wait for data, so a data pipeline that cannot keep up shows. Medians over ``--steps`` steps after
 ``--warmup`` steps (the first starts the workers and allocates).
 
-* **ours**: `unet_repro`'s pipeline as training runs it: float32 (on CUDA: bf16 autocast, channels-last), the
-  `TileDataset` with the paper's augmentation and the weight map computed once per slice and warped along with
-  the tile, in a DataLoader with ``--workers`` processes.
+* **ours**: `unet_repro`'s pipeline as training runs it: bf16 autocast where the device has native bf16 (CUDA, with
+  channels-last; CPUs with AVX512-BF16 / AMX), the `TileDataset` with the paper's augmentation and the weight map
+  computed once per slice and warped along with the tile, in a DataLoader with ``--workers`` processes. On CPU it
+  is timed in float32 and in bf16 side by side (``--rounds`` alternating rounds, so that both see the same load),
+  for ``--widths`` and for the `quick` preset's widths (16..256).
 * **baseline** (CPU only): the same network and augmentation written the straightforward notebook way: float64
   model and tensors, augmentation in the main process, the weight map of each augmented label tile computed with
   `border_weight_map_direct` (the formula as written: one distance transform per cell), no DataLoader.
 
-On CPU it prints both, their split into data / weight map / compute time, and the speed-up (target >= 3x). On
+On CPU it prints all of them, their split into data / weight map / compute time, the bf16 / float32 ratio and the
+speed-up over the baseline (target >= 3x). On
 CUDA it prints ours with the achieved TFLOP/s (301 GFLOP per forward of one 572 tile for the paper's widths,
 scaled by (widths[0] / 64)^2, a step = 3 forwards) and the fraction of the device's dense bf16 peak.
 """
@@ -39,7 +42,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # experiments/ (and unet_repro without `pip install -e .`) from the checkout
 
-from experiments.common import default_data_root
+from unet_repro.tasks import ISBI, find_data_root
 from unet_repro.augment import (
     geometric_transforms,
     intensity_transforms,
@@ -48,16 +51,18 @@ from unet_repro.augment import (
 from unet_repro.data.isbi import EpochSampler, TileDataset, load_isbi, mirror_pad
 from unet_repro.losses import WeightedBCEWithLogitsLoss
 from unet_repro.models import UNet
-from unet_repro.train import (
+from unet_repro.training import (
     TrainConfig,
-    make_loader,
-    make_model,
-    make_optimizer,
+    build_train_loader,
+    build_model,
+    build_optimizer,
+    cpu_has_native_bf16,
     resolve_device,
 )
 from unet_repro.weightmap import border_weight_map_direct
 
 TARGET_SPEEDUP = 3.0
+QUICK_WIDTHS = (16, 32, 64, 128, 256)  # the quick preset's network
 PAPER_FORWARD_GFLOP = 301.0  # one 572 x 572 tile through the paper's U-Net (torch.utils.flop_counter: 300.8)
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets; the first name contained in
 # the device's name wins, so the PCIe H100 comes before the SXM one.
@@ -100,19 +105,20 @@ def sync(device: torch.device) -> None:
 
 
 def time_ours(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: int, warmup: int,
-              device: torch.device) -> Timings:
-    """Steps of the real training pipeline (the body of the loop in `unet_repro.train.train`)."""
+              device: torch.device, bf16: bool, timings: Timings | None = None) -> Timings:
+    """Steps of the real training pipeline (the body of the loop in `unet_repro.training.train`), added to
+    `timings`."""
     cuda = device.type == "cuda"
-    model = make_model(cfg).to(device)
+    model = build_model(cfg).to(device)
     if cuda:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model)
     loss_fn = WeightedBCEWithLogitsLoss()
     n = (steps + warmup) * cfg.batch_size
     dataset = TileDataset(images, labels, tile_in=cfg.tile, tile_out=model.output_size(cfg.tile),
                           samples_per_epoch=n, augment=paper_augmentation(), seed=cfg.seed)
-    loader = make_loader(dataset, EpochSampler(n), cfg, pin_memory=cuda)
-    timings = Timings()
+    loader = build_train_loader(dataset, EpochSampler(n), cfg, pin_memory=cuda)
+    timings = timings if timings is not None else Timings()
     model.train()
     sync(device)
     start = time.perf_counter()
@@ -121,7 +127,7 @@ def time_ours(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: i
         x, y, w = (batch[k].to(device, non_blocking=True) for k in ("image", "label", "weight"))
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
         loss_fn(logits.float(), y, w).backward()
         optimizer.step()
@@ -198,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda ... (the baseline runs on CPU only)")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, if not in the table")
     parser.add_argument("--no-baseline", action="store_true", help="on CPU: time ours only")
+    parser.add_argument("--no-quick", action="store_true", help="on CPU: skip the quick preset's widths")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="on CPU: alternating float32 / bf16 rounds of --steps steps each (default 2)")
     args = parser.parse_args(argv)
 
-    root = args.data_root or default_data_root("isbi2012")
+    root = find_data_root(ISBI, args.data_root)
     try:
         images, labels = load_isbi(root)
     except FileNotFoundError as e:
@@ -214,24 +223,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {root} ({len(images)} slices)  widths: {','.join(map(str, args.widths))}  tile: {cfg.tile}  "
           f"batch: {args.batch_size}  steps: {args.steps} (+{args.warmup} warm-up)  workers (ours): {args.workers}")
     print(f"device: {hardware}; torch {torch.__version__}")
-    print(f"{'pipeline':<44} {'tiles/s':>8} {'s/step':>8} {'data s':>8} {'weightmap s':>12} {'compute s':>10}")
-    ours = time_ours(cfg, images, labels, args.steps, args.warmup, device)
-    name = "ours (bf16 autocast, channels-last)" if device.type == "cuda" else "ours (float32, cached weight map)"
-    print_row(name, ours, args.batch_size)
-    rate = args.batch_size / ours.median()
-
     if device.type == "cuda":
+        print(f"{'pipeline':<44} {'tiles/s':>8} {'s/step':>8} {'data s':>8} {'weightmap s':>12} {'compute s':>10}")
+        ours = time_ours(cfg, images, labels, args.steps, args.warmup, device, bf16=True)
+        print_row("ours (bf16 autocast, channels-last)", ours, args.batch_size)
+        rate = args.batch_size / ours.median()
         tflops = rate * 3 * forward_gflop(args.widths) / 1e3
         peak = bf16_peak(device, args.peak_tflops)
         share = f"{tflops / peak:.1%} of the {peak:.0f} TFLOP/s dense bf16 peak" if peak else \
             "peak unknown for this device: pass --peak-tflops"
         print(f"achieved: {tflops:.1f} TFLOP/s ({3 * forward_gflop(args.widths):.0f} GFLOP per tile and step); {share}")
         return 0
+
+    # CPU: float32 and bf16 in alternating rounds, for the requested widths and the quick preset's.
+    native = cpu_has_native_bf16()
+    print(f"native bf16 on this CPU: {'yes' if native else 'no (oneDNN emulates it; training uses float32)'}")
+    print(f"{'pipeline':<44} {'tiles/s':>8} {'s/step':>8} {'data s':>8} {'weightmap s':>12} {'compute s':>10}")
+    sizes = [args.widths] + ([QUICK_WIDTHS] if args.widths != QUICK_WIDTHS and not args.no_quick else [])
+    results = {(w, b): Timings() for w in sizes for b in (False, True)}
+    for _ in range(args.rounds):
+        for (w, b), t in results.items():
+            time_ours(replace(cfg, widths=w), images, labels, args.steps, args.warmup, device, bf16=b, timings=t)
+    for w in sizes:
+        label = "paper widths" if w == (64, 128, 256, 512, 1024) else "quick widths" if w == QUICK_WIDTHS else \
+            ",".join(map(str, w))
+        f32, b16 = results[(w, False)], results[(w, True)]
+        print_row(f"ours float32 ({label})", f32, args.batch_size)
+        print_row(f"ours bf16 autocast ({label})", b16, args.batch_size)
+        print(f"  bf16 / float32 ({label}): {f32.median() / b16.median():.2f}x faster per step "
+              f"(medians of {len(f32.total)} and {len(b16.total)} steps)")
+    ours = results[(args.widths, native)]
     if args.no_baseline:
         return 0
     baseline = time_baseline(cfg, images, labels, args.steps, args.warmup)
     print_row("baseline (float64, direct weight map/sample)", baseline, args.batch_size)
     speedup = baseline.median() / ours.median()
+    print(f"ours = {'bf16' if native else 'float32'} (what training uses on this CPU)")
     print(f"speed-up: {speedup:.2f}x (target >= {TARGET_SPEEDUP:.0f}x); compute alone "
           f"{baseline.median('compute') / ours.median('compute'):.2f}x")
     if speedup < TARGET_SPEEDUP:

@@ -25,7 +25,8 @@ import numpy as np
 from conftest import synthetic_em
 
 from unet_repro.losses import WeightedBCEWithLogitsLoss
-from unet_repro.train import DivergedError, TrainConfig, train
+from unet_repro.errors import DivergedError
+from unet_repro.training import TrainConfig, train
 
 
 def data() -> tuple[np.ndarray, ...]:

@@ -17,22 +17,22 @@ def test_isbi_quick_run_end_to_end_and_resume(isbi_root, tmp_path):
     out = tmp_path / "run"
     result = isbi.main(["--data-root", str(isbi_root), "--out", str(out), *TINY])
     for name in ("best.pt", "last.pt", "metrics.csv", "config.json", "curves.png", "final_metrics.json",
-                 "val_03.png"):
+                 "val_slice_03.png"):
         assert (out / name).exists(), name
     saved = json.loads((out / "final_metrics.json").read_text())
     assert saved["validation"] == result["validation"]
     assert 0 <= saved["validation"]["pixel_error"] <= 1 and saved["seed"] == 0 and saved["commit"]
     assert saved["config"]["widths"] == [4, 8, 16]
     # Extend the finished run by one epoch from its last checkpoint.
-    isbi.main(["--data-root", str(isbi_root), "--out", str(out), *TINY[:-6], "--epochs", "3",
-               "--steps-per-epoch", "2", "--val-slices", "1", "--device", "cpu", "--resume", str(out / "last.pt")])
+    isbi.main(["--epochs", "3", "--resume", str(out / "last.pt")])
     assert len((out / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
 
 
 def test_missing_data_says_where_and_how(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         isbi.main(["--data-root", str(tmp_path / "nothing"), *TINY])
-    message = str(e.value.code)
+    message = capsys.readouterr().err
+    assert e.value.code == 1 and message.startswith("error: ") and message.count("\n") == 1
     assert str(tmp_path / "nothing") in message and "datasets/README.md" in message
 
 
@@ -57,8 +57,8 @@ def test_real_isbi_short_training_run(tmp_path):
     root = real_data_root("isbi2012")
     result = isbi.main(["--data-root", str(root), "--out", str(tmp_path), "--widths", "8,16,32,64,128",
                         "--epochs", "1", "--steps-per-epoch", "3", "--device", "cpu"])
-    assert result["validation_slices"] == [25, 26, 27, 28, 29]
-    assert (tmp_path / "val_29.png").exists()
+    assert result["split"]["val_slices"] == [25, 26, 27, 28, 29]
+    assert (tmp_path / "val_slice_29.png").exists()
 
 
 def test_cross_validation_report_end_to_end(isbi_root, tmp_path):

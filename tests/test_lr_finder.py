@@ -6,6 +6,7 @@ import copy
 import csv
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -14,8 +15,11 @@ from torch import nn
 
 from unet_repro.lr_finder import (
     LRRangeResult,
+    UnreliableSuggestionWarning,
+    assess_suggestion,
     exponential_lrs,
     lr_range_test,
+    min_points,
     suggest_lr,
 )
 from unet_repro.models import UNet
@@ -244,18 +248,79 @@ def test_suggest_lr_on_a_known_curve():
     assert isinstance(LRRangeResult([], [], [], 1.0, 1.0, False), LRRangeResult)
 
 
-def test_command_line(isbi_root, tmp_path):
-    """The entry point on a tiny synthetic ISBI folder: runs, writes csv/png/json with the suggestion."""
+def known_curve(iters: int) -> tuple[list[float], np.ndarray]:
+    """The curve of `test_suggest_lr_on_a_known_curve` sampled at ``iters`` LRs from 1e-5 to 1."""
+    lrs = exponential_lrs(1e-5, 1.0, iters)
+    x = np.log10(lrs)
+    return lrs, 1 - 1 / (1 + np.exp(-4 * (x + 3))) + np.where(x > -1, (x + 1) ** 2, 0)
+
+
+def test_min_points_is_a_window_of_the_moving_average():
+    assert min_points(0.98) == 50 and min_points(0.9) == 10 and min_points(0.0) == 3
+    assert min_points(0.98, min_windows=3) == 150
+
+
+def test_long_clean_curve_is_reliable():
+    lrs, curve = known_curve(300)
+    assert assess_suggestion(curve, beta=0.98) == (True, "")
+
+
+def test_short_curve_is_flagged_as_too_few_points():
+    lrs, curve = known_curve(30)                  # the same curve, 30 points: its minimum is at step 23 of 30
+    reliable, note = assess_suggestion(curve, beta=0.98)
+    assert not reliable and "21 points" in note and "fewer than 50" in note
+    assert assess_suggestion(curve, beta=0.5)[0]  # with a 2-point window, 21 points are plenty
+
+
+def test_minimum_at_either_end_is_flagged():
+    rising = np.linspace(1.0, 2.0, 200)           # never fell
+    reliable, note = assess_suggestion(rising, beta=0.9)
+    assert not reliable and "very start" in note
+    falling = np.linspace(2.0, 1.0, 200)          # still falling at the last LR
+    reliable, note = assess_suggestion(falling, beta=0.9)
+    assert not reliable and "very end" in note
+    assert not assess_suggestion([float("nan")], beta=0.9)[0]
+
+
+def test_30_iteration_range_test_warns():
+    """A 30-step test (beta = 0.98) cannot support a suggestion: it says so in the result and with a warning."""
+    batches, _ = linear_problem(0)
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UnreliableSuggestionWarning, match="unreliable"):
+        result = lr_range_test(model, optimizer, batches, mse, min_lr=1e-6, max_lr=1.0, iters=30, progress=False)
+    assert not result.reliable and result.note
+
+
+def test_long_range_test_on_a_quadratic_does_not_warn():
+    batches, lr_bound = linear_problem(0)
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreliableSuggestionWarning)
+        result = lr_range_test(model, optimizer, batches, mse, min_lr=1e-5, max_lr=1e2, iters=400, progress=False)
+    assert result.reliable and result.note == ""
+    assert lr_bound / 100 <= result.suggested_lr <= lr_bound
+
+
+def test_command_line(isbi_root, tmp_path, capsys):
+    """The entry point on a tiny synthetic ISBI folder: runs, writes csv/png/json with the suggestion, and warns
+    that 6 steps cannot support it."""
     from experiments import lr_range_test as cli
 
     out = tmp_path / "run"
-    summary = cli.main(["--experiment", "isbi", "--data-root", str(isbi_root), "--widths", "4,8,16", "--tile", "60",
+    summary = cli.main(["--task", "isbi", "--data-root", str(isbi_root), "--widths", "4,8,16", "--tile", "60",
                         "--iters", "6", "--accumulate", "2", "--val-slices", "1", "--min-lr", "1e-4",
                         "--max-lr", "1e-2", "--out", str(out)])
     assert {p.name for p in out.iterdir()} == {"lr_range.csv", "lr_range.png", "lr_range.json"}
     saved = json.loads((out / "lr_range.json").read_text())
     assert saved["suggested_lr"] == summary["suggested_lr"] and 1e-4 <= saved["suggested_lr"] <= 1e-2
     assert saved["config"]["widths"] == [4, 8, 16] and saved["config"]["accumulate"] == 2
-    assert saved["experiment"] == "isbi" and saved["iterations_run"] == 6
-    with pytest.raises(SystemExit, match="data not found"):
+    assert saved["task"] == "isbi" and saved["iterations_run"] == 6
+    assert saved["reliable"] is False and saved["note"] == summary["note"] != ""
+    assert "warning: the suggested LR" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
         cli.main(["--data-root", str(tmp_path / "nowhere")])
+    assert e.value.code == 1 and "data not found" in capsys.readouterr().err

@@ -1,16 +1,20 @@
 """ISBI-2012 challenge metrics on small hand-made cases with known answers (cell = True, membrane = False)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from conftest import real_data_root
+from conftest import real_data_root, synthetic_em
 from scipy import ndimage
 from scipy.stats import entropy
 from skimage.measure import label
 from skimage.metrics import adapted_rand_error, variation_of_information
 
+from unet_repro.cells import label_cells
 from unet_repro.metrics import (
     Mismatch,
+    degenerate_thresholds,
     info_f_score,
     is_simple_point,
     pixel_error,
@@ -21,6 +25,8 @@ from unet_repro.metrics import (
     simple_point_lut,
     thin_segment,
     threshold_sweep,
+    topological_error,
+    topological_errors,
     v_rand_v_info,
     warp_truth,
     warping_error,
@@ -65,7 +71,11 @@ def all_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     v_rand, v_info = v_rand_v_info(pred, truth)
     return {"pixel_error": pixel_error(pred, truth), "pixel_mismatch": pixel_mismatch(pred, truth),
             "rand_error": rand_error(pred, truth), "warping_error": warping_error(pred, truth),
-            "v_rand": v_rand, "v_info": v_info}
+            "topological_error": topological_error(pred, truth), "v_rand": v_rand, "v_info": v_info}
+
+
+PERFECT = {"pixel_error": 0.0, "pixel_mismatch": 0.0, "rand_error": 0.0, "warping_error": 0.0,
+           "topological_error": 0.0, "v_rand": 1.0, "v_info": 1.0}
 
 
 # ------------------------------------------------------------------------------------------ perfect prediction
@@ -73,8 +83,7 @@ def all_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 @pytest.mark.parametrize("truth", [two_cells(), four_cells(), voronoi_truth()], ids=["two", "four", "voronoi"])
 def test_perfect_prediction_scores_zero_errors_and_unit_scores(truth: np.ndarray) -> None:
     m = all_metrics(truth.copy(), truth)
-    assert m == {"pixel_error": 0.0, "pixel_mismatch": 0.0, "rand_error": 0.0, "warping_error": 0.0,
-                 "v_rand": 1.0, "v_info": 1.0}
+    assert m == PERFECT
     assert not warping_mismatches(truth, truth).any()
 
 
@@ -92,6 +101,15 @@ def test_segment_uses_4_connectivity_for_cells() -> None:
     assert segment(np.ones((3, 3), bool)).max() == 1
 
 
+@pytest.mark.parametrize("k", range(4))
+def test_segment_is_the_packages_cell_notion(k: int) -> None:
+    """The metrics' cells are `unet_repro.cells.label_cells` (the weight map's too), on EM-like labels whose cells
+    touch diagonally (where 4- and 8-connectivity disagree)."""
+    mask = synthetic_em()[1][k] > 0
+    np.testing.assert_array_equal(segment(mask), label_cells(mask))
+    assert segment(mask).max() > label_cells(mask, connectivity=8).max()
+
+
 # -------------------------------------------------------------------------------------- boundary displacement
 
 @pytest.mark.parametrize("truth,pred", [(two_cells(), np.roll(two_cells(), 1, axis=1)),
@@ -100,7 +118,7 @@ def test_segment_uses_4_connectivity_for_cells() -> None:
                          ids=["line+1", "cross+1+1", "cross-1+1"])
 def test_shifted_membrane_has_zero_warping_error_but_pixel_error(truth: np.ndarray, pred: np.ndarray) -> None:
     assert pixel_error(pred, truth) > 0 and pixel_mismatch(pred, truth) > 0
-    assert warping_error(pred, truth) == 0.0
+    assert warping_error(pred, truth) == 0.0 and topological_error(pred, truth) == 0.0
     np.testing.assert_array_equal(warp_truth(pred, truth), pred)   # the warp reaches the prediction exactly
     assert not warping_mismatches(pred, truth).any()
 
@@ -151,6 +169,8 @@ def test_hole_is_a_topological_mismatch_but_not_a_split_or_merge() -> None:
     kinds = warping_mismatches(pred, truth)
     assert (kinds == Mismatch.HOLE_ADDITION).sum() == 4 and (kinds != 0).sum() == 4
     assert warping_error(pred, truth) == 0.0
+    err, mask = topological_errors(pred, truth)
+    assert err == pytest.approx(4 / truth.size) and mask[4:6, 2:4].all() and mask.sum() == 4
     assert 0 < rand_error(pred, truth) < 0.05  # 4 singletons: a small Rand penalty
     assert v_rand_v_info(pred, truth) == pytest.approx((1.0, 1.0))  # thinning absorbs the blob
 
@@ -163,6 +183,7 @@ def test_isolated_blob_is_an_object_addition_not_a_split_or_merge() -> None:
     kinds = warping_mismatches(pred, truth)
     assert kinds[6, 8] == Mismatch.OBJECT_ADDITION and (kinds != 0).sum() == 1
     assert warping_error(pred, truth) == 0.0
+    assert topological_error(pred, truth) == pytest.approx(1 / truth.size)
     assert rand_error(pred, truth) == 0.0     # outside the true cells: foreground restriction ignores it
 
 
@@ -175,6 +196,46 @@ def test_missing_small_cell_is_an_object_deletion() -> None:
     kinds = warping_mismatches(pred, truth)
     assert (kinds == Mismatch.OBJECT_DELETION).sum() == 1   # shrunk to one pixel, which cannot vanish
     assert warping_error(pred, truth) == 0.0
+    assert topological_error(pred, truth) == pytest.approx(1 / truth.size)
+
+
+def test_merge_and_split_count_in_both_warping_errors() -> None:
+    truth = four_cells()
+    pred = truth.copy()
+    pred[2, 7] = True                         # merge
+    pred[9, 8:] = False                       # split
+    assert topological_error(pred, truth) == warping_error(pred, truth) == pytest.approx(2 / truth.size)
+
+
+# -------------------------------------------------------------------------------------- degenerate predictions
+
+@pytest.mark.parametrize("truth", [four_cells(), voronoi_truth(seed=1, size=64), voronoi_truth(seed=2, width=2)],
+                         ids=["four", "voronoi", "voronoi-thick"])
+def test_all_membrane_prediction(truth: np.ndarray) -> None:
+    """Warping the truth towards all membrane shrinks every (hole-free) true cell to one pixel: the last pixel of
+    an object is not simple. Jain's topological error counts those pixels (one per true cell); the challenge's
+    split+merge warping error does not (they are OBJECT_DELETION), so it is 0 -- by its definition."""
+    pred = np.zeros_like(truth)
+    n_cells = segment(truth).max()
+    kinds = warping_mismatches(pred, truth)
+    assert (kinds == Mismatch.OBJECT_DELETION).sum() == n_cells and (kinds != 0).sum() == n_cells
+    assert label_cells(warp_truth(pred, truth)).max() == n_cells       # each cell kept as one pixel
+    assert n_cells >= 4 and topological_error(pred, truth) == pytest.approx(n_cells / truth.size)
+    assert warping_error(pred, truth) == 0.0
+
+
+@pytest.mark.parametrize("truth", [four_cells(), voronoi_truth(seed=1, size=64), voronoi_truth(seed=2, width=2)],
+                         ids=["four", "voronoi", "voronoi-thick"])
+def test_all_cell_prediction(truth: np.ndarray) -> None:
+    """Warping the truth towards all cell thins its membranes to lines that cannot be removed without joining two
+    cells: MERGE pixels, counted by both warping errors."""
+    pred = np.ones_like(truth)
+    kinds = warping_mismatches(pred, truth)
+    assert (kinds == Mismatch.MERGE).sum() > 0
+    assert warping_error(pred, truth) > 0
+    assert topological_error(pred, truth) >= warping_error(pred, truth)
+    # the warped truth still has all its cells, each a 4-connected component
+    assert label_cells(warp_truth(pred, truth)).max() == segment(truth).max()
 
 
 def test_warp_preserves_the_truth_topology_and_gets_closer_to_the_prediction() -> None:
@@ -291,6 +352,14 @@ def test_simple_point_lut_matches_yokoi_connectivity_number() -> None:
         assert lut[code] == (n4 == 1), code
 
 
+def test_simple_point_lut_for_8_connected_cells_is_the_dual() -> None:
+    """With 8-connected cells and 4-connected membranes p is simple for X iff it is simple for the complement of X
+    with 4-connected cells (the roles of cell and membrane swap)."""
+    lut4, lut8 = simple_point_lut(4), simple_point_lut(8)
+    assert all(lut8[code] == lut4[~code & 0xFF] for code in range(256))
+    assert lut8[0b00000010] and not lut4[0b00000010]           # a single diagonal neighbour: simple only for 8
+
+
 # ------------------------------------------------------------------------------------------- threshold sweep
 
 def _banded_prob(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -307,11 +376,12 @@ def test_threshold_sweep_picks_the_only_perfect_threshold() -> None:
     prob = np.stack([_banded_prob(t, rng) for t in truth])
     res = threshold_sweep(prob, truth.astype(np.uint8) * 255)
     np.testing.assert_allclose(res["thresholds"], np.arange(10) / 10)
-    for name, best in [("pixel_error", 0.0), ("pixel_mismatch", 0.0), ("rand_error", 0.0),
-                       ("warping_error", 0.0), ("v_rand", 1.0), ("v_info", 1.0)]:
+    assert res["degenerate_thresholds"] == pytest.approx([0.0, 0.9])   # all cell above 0.0; all membrane at 0.9
+    for name, best in PERFECT.items():
         r = res[name]
         assert r["threshold"] == pytest.approx(0.4) and r["index"] == 4, name
         assert r["value"] == pytest.approx(best, abs=1e-12), name
+        assert r["degenerate"] is False, name
         assert r["per_slice"].shape == (2,) and r["per_slice_curve"].shape == (2, 10)
     assert np.all(np.delete(res["pixel_error"]["curve"], 4) > 0)
     assert np.all(np.delete(res["v_rand"]["curve"], 4) < 1)
@@ -329,6 +399,8 @@ def test_threshold_sweep_pools_slices_like_the_challenge() -> None:
         assert res["pixel_error"]["per_slice_curve"][i, j] == pytest.approx(pixel_error(preds[i], truth[i]))
         assert res["rand_error"]["per_slice_curve"][i, j] == pytest.approx(rand_error(preds[i], truth[i]))
         assert res["warping_error"]["per_slice_curve"][i, j] == pytest.approx(warping_error(preds[i], truth[i]))
+        assert res["topological_error"]["per_slice_curve"][i, j] == pytest.approx(
+            topological_error(preds[i], truth[i]))
         vr, vi = v_rand_v_info(preds[i], truth[i])
         assert res["v_rand"]["per_slice_curve"][i, j] == pytest.approx(vr)
         assert res["v_info"]["per_slice_curve"][i, j] == pytest.approx(vi)
@@ -351,7 +423,52 @@ def test_threshold_sweep_warping_only_at_best_pixel_threshold() -> None:
     curve = res["warping_error"]["curve"]
     assert np.isnan(np.delete(curve, 4)).all() and curve[4] == 0.0
     assert res["warping_error"]["threshold"] == pytest.approx(0.4)
-    assert set(res) == {"thresholds", "pixel_error", "warping_error"}
+    assert set(res) == {"thresholds", "degenerate_thresholds", "pixel_error", "warping_error"}
+
+
+def test_degenerate_thresholds() -> None:
+    prob = np.stack([np.full((4, 4), 0.3), np.linspace(0.15, 0.75, 16).reshape(4, 4)])
+    t = np.arange(10) / 10
+    # slice 0 is constant: all cell for t < 0.3, all membrane from 0.3 on; slice 1 is all cell for t < 0.15 and
+    # all membrane for t >= 0.75
+    np.testing.assert_array_equal(degenerate_thresholds(prob, t), np.ones(10, bool))
+    np.testing.assert_array_equal(degenerate_thresholds(prob[1], t), (t < 0.15) | (t >= 0.75))
+
+
+def _merging_prob(truth: np.ndarray, top: float = 0.55) -> np.ndarray:
+    """P(cell) = ``top`` on the cells and 0 on the membranes, except for a gap of ``top`` through every membrane
+    line of column 20: every threshold below ``top`` merges cells; from ``top`` on the prediction is empty."""
+    prob = np.where(truth, top, 0.0)
+    prob[:, 20] = top
+    return prob
+
+
+def test_sweep_never_takes_an_empty_prediction_for_a_perfect_one() -> None:
+    """The bug: a map whose high thresholds give no cell pixel at all got warping error 0 from them (an
+    all-membrane prediction has no split or merger). Now those thresholds are skipped and the value is the
+    (positive) error of the best real prediction."""
+    truth = np.stack([voronoi_truth(seed=s, size=48) for s in (11, 12)])
+    prob = np.stack([_merging_prob(t) for t in truth])
+    res = threshold_sweep(prob, truth, metrics=("pixel_error", "warping_error", "topological_error", "v_rand"))
+    assert res["degenerate_thresholds"] == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    assert np.all(res["warping_error"]["curve"][6:] == 0.0)          # what used to be picked
+    for name in ("pixel_error", "warping_error", "topological_error", "v_rand"):
+        r = res[name]
+        assert r["threshold"] < 0.55 and r["degenerate"] is False, name
+    assert res["warping_error"]["value"] > 0 and res["topological_error"]["value"] > 0
+    assert res["topological_error"]["curve"][6:].min() > 0           # Jain's count is not fooled either
+
+
+def test_sweep_flags_a_degenerate_choice_when_every_threshold_is_degenerate() -> None:
+    truth = voronoi_truth(seed=13, size=48)
+    prob = np.full(truth.shape, 0.05)                                # all cell at t = 0, all membrane above
+    with pytest.warns(RuntimeWarning, match="degenerate"):
+        res = threshold_sweep(prob, truth, metrics=("pixel_error", "warping_error"))
+    assert res["degenerate_thresholds"] == pytest.approx(np.arange(10) / 10)
+    assert res["warping_error"]["degenerate"] is True and res["pixel_error"]["degenerate"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                               # no warning when a real choice exists
+        threshold_sweep(_merging_prob(truth), truth, metrics=("warping_error",))
 
 
 def test_inputs_are_checked() -> None:
@@ -374,11 +491,11 @@ def test_real_label_against_itself_and_dilated_membranes() -> None:
         pytest.skip(f"{path} not found")
     truth = tifffile.imread(path)[0] > 127
     m = all_metrics(truth, truth)
-    assert m == {"pixel_error": 0.0, "pixel_mismatch": 0.0, "rand_error": 0.0, "warping_error": 0.0,
-                 "v_rand": 1.0, "v_info": 1.0}
+    assert m == PERFECT
     dilated = ~ndimage.binary_dilation(~truth)           # membranes 1 px thicker on each side
     m = all_metrics(dilated, truth)
     assert m["pixel_error"] > 0.01 and m["pixel_mismatch"] > 0.01
     assert 0 <= m["warping_error"] < 1e-3               # only thin cell necks / tiny cells change topology
     assert m["warping_error"] < 0.05 * m["pixel_mismatch"]
+    assert m["warping_error"] <= m["topological_error"] < 0.05 * m["pixel_mismatch"]
     assert m["v_rand"] > 0.99 and m["v_info"] > 0.99   # thinning removes most of the membrane-width effect

@@ -1,10 +1,11 @@
+import copy
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from unet_repro.models import Block, Decoder, Encoder, UNet
+from unet_repro.models import Block, Decoder, Encoder, UNet, fan_in
 
 
 def count_params(m: nn.Module) -> int:
@@ -69,17 +70,49 @@ def test_same_padding_preserves_size():
         assert m(torch.zeros(1, 1, 64, 48)).shape == (1, 1, 64, 48)
 
 
-def test_paper_initialisation_std():
+def measured_fan_in(layer: nn.Module) -> int:
+    """How many input values one interior output value of `layer` depends on, found with autograd (not from a
+    formula): the nonzero entries of d output[0, 0, y, x] / d input for all-ones weights."""
+    layer = copy.deepcopy(layer).double()
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    x = torch.zeros(1, layer.in_channels, 9, 9, dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    y[0, 0, y.shape[-2] // 2, y.shape[-1] // 2].backward()
+    return int(torch.count_nonzero(x.grad))
+
+
+def test_paper_initialisation_std_uses_the_true_fan_in():
+    # The paper: std sqrt(2/N), N = incoming nodes of one neuron. For the 2x2 stride-2 up-convolution each output
+    # pixel receives one tap per input channel (N = C_in), for a 3x3 convolution 9 per channel.
     torch.manual_seed(0)
     m = UNet()
+    ups = 0
     for conv in conv_layers(m):
-        n = conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels
+        n = measured_fan_in(conv)
+        assert n == fan_in(conv), conv
+        if isinstance(conv, nn.ConvTranspose2d):
+            ups += 1
+            assert n == conv.in_channels
         expected = math.sqrt(2.0 / n)
         w = conv.weight.detach()
         if w.numel() >= 10_000:  # enough samples for a 3% tolerance
             assert abs(w.std().item() - expected) / expected < 0.03, conv
             assert abs(w.mean().item()) < 0.03 * expected
         assert torch.all(conv.bias == 0)
+    assert ups == 4
+
+
+def test_paper_initialisation_up_convolution_gain():
+    # He et al.'s argument behind sqrt(2/N): a layer's output has mean square 2x that of its (post-ReLU) input, so
+    # that the next ReLU, halving it, keeps the scale: output/input RMS = sqrt(2). With N = 4 C_in (the old bug) the
+    # up-convolutions gave half of that (~0.71).
+    torch.manual_seed(0)
+    up = UNet(widths=(64, 128)).decoder.levels[0].up
+    x = torch.relu(torch.randn(4, 128, 32, 32))
+    with torch.no_grad():
+        ratio = (up(x).pow(2).mean() / x.pow(2).mean()).sqrt().item()
+    assert abs(ratio - math.sqrt(2)) < 0.1, ratio
 
 
 def test_dropout_sits_at_the_end_of_the_contracting_path():

@@ -43,10 +43,10 @@ def test_grid_trains_evaluates_reports_and_resumes(ph2_root, tmp_path):
         assert len(list(csv.DictReader(f))) == 2
 
 
-def test_missing_data_message(tmp_path):
+def test_missing_data_message(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         ph2.main(["--data-root", str(tmp_path / "none")])
-    assert "datasets/README.md" in str(e.value.code)
+    assert e.value.code == 1 and "datasets/README.md" in capsys.readouterr().err
 
 
 def test_unknown_model_is_named(tmp_path):
@@ -56,7 +56,7 @@ def test_unknown_model_is_named(tmp_path):
 
 def test_lr_range_test_knows_ph2(ph2_root, tmp_path):
     from experiments import lr_range_test
-    summary = lr_range_test.main(["--experiment", "ph2", "--data-root", str(ph2_root), "--size", "32", "--tile", "32",
+    summary = lr_range_test.main(["--task", "ph2", "--data-root", str(ph2_root), "--size", "32", "--tile", "32",
                                   "--iters", "5", "--batch-size", "4", "--device", "cpu", "--model", "segnet",
                                   "--out", str(tmp_path / "lr")])
     assert summary["config"]["model"] == "segnet" and summary["config"]["in_channels"] == 3

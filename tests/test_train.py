@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import synthetic_em
 
-from unet_repro import train as train_mod
+from unet_repro.data import TileDataset
+from unet_repro.errors import ConfigMismatchError, DivergedError
 from unet_repro.losses import WeightedBCEWithLogitsLoss
-from unet_repro.train import (
-    ConfigMismatchError,
-    DivergedError,
+from unet_repro.training import hardware, loop
+from unet_repro.training import (
     TrainConfig,
     load_checkpoint,
     read_metrics,
@@ -55,10 +55,10 @@ def assert_same_weights(a, b, exact=True):
 
 def test_accumulated_tiles_give_the_same_update_as_one_batch(data, tmp_path):
     # No batch-norm and no dropout: k accumulated passes of one tile == one pass of a batch of k tiles.
-    common = dict(dropout=0.0, epochs=1, momentum=0.0, lr=0.5)
+    common = dict(dropout=0.0, epochs=1, momentum=0.0, lr=0.5, bf16=False)  # the arithmetic, not the precision
     run(small_config(batch_size=3, accumulate=1, steps_per_epoch=1, **common), data, tmp_path / "batch")
     run(small_config(batch_size=1, accumulate=3, steps_per_epoch=3, **common), data, tmp_path / "accum")
-    start = train_mod.make_model(small_config(**common)).state_dict()
+    start = loop.build_model(small_config(**common)).state_dict()
     assert not torch.equal(weights(tmp_path / "batch" / "last.pt")["head.weight"], start["head.weight"])
     assert_same_weights(weights(tmp_path / "batch" / "last.pt"), weights(tmp_path / "accum" / "last.pt"), exact=False)
     assert load_checkpoint(tmp_path / "accum" / "last.pt")["step"] == 1
@@ -67,11 +67,12 @@ def test_accumulated_tiles_give_the_same_update_as_one_batch(data, tmp_path):
 def test_last_partial_group_still_steps(data, tmp_path):
     # 3 passes with accumulate=2: a group of 2, then a last group of 1 that still steps and is scaled by its own
     # size. Replay the same tiles by hand with plain SGD: mean loss of tiles 0 and 1, then the loss of tile 2.
-    cfg = small_config(accumulate=2, steps_per_epoch=3, dropout=0.0, epochs=1, momentum=0.0, lr=0.5, augment=False)
+    cfg = small_config(accumulate=2, steps_per_epoch=3, dropout=0.0, epochs=1, momentum=0.0, lr=0.5, augment=False,
+                       bf16=False)
     run(cfg, data, tmp_path)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
-    model = train_mod.make_model(cfg)
-    tiles = train_mod.TileDataset(data[0], data[1], tile_in=cfg.tile, tile_out=model.output_size(cfg.tile),
+    model = loop.build_model(cfg)
+    tiles = TileDataset(data[0], data[1], tile_in=cfg.tile, tile_out=model.output_size(cfg.tile),
                                   samples_per_epoch=3, seed=cfg.seed)
     loss_fn = WeightedBCEWithLogitsLoss()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
@@ -84,8 +85,10 @@ def test_last_partial_group_still_steps(data, tmp_path):
     assert_same_weights(model.state_dict(), weights(tmp_path / "last.pt"), exact=False)
 
 
-def test_resume_is_bit_identical(data, tmp_path):
-    cfg = small_config(epochs=4, accumulate=2, steps_per_epoch=3)  # dropout and augmentation on
+@pytest.mark.parametrize("bf16", [True, False])
+def test_resume_is_bit_identical(data, tmp_path, bf16):
+    # bf16=True runs under bf16 autocast where this CPU has native bf16, float32 elsewhere; both resume exactly.
+    cfg = small_config(epochs=4, accumulate=2, steps_per_epoch=3, bf16=bf16)  # dropout and augmentation on
     run(cfg, data, tmp_path / "straight")
     run(replace(cfg, epochs=2), data, tmp_path / "split")
     mid = load_checkpoint(tmp_path / "split" / "last.pt")
@@ -135,7 +138,7 @@ def test_checkpoint_is_loaded_with_weights_only(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "config": {}, "payload": Evil()}, path)
-    with pytest.raises(ValueError, match="not a readable unet_repro checkpoint"):
+    with pytest.raises(ValueError, match="not a unet_repro checkpoint: it is a PyTorch file holding objects"):
         load_checkpoint(path)
 
 
@@ -170,6 +173,40 @@ def test_early_stopping_and_run_directory(data, tmp_path):
     assert all(0 <= r["val_iou"] <= 1 and 0 <= r["val_pixel_error"] <= 1 for r in rows)
 
 
-def test_cpu_training_is_float32(data, tmp_path):
-    run(small_config(epochs=1), data, tmp_path)
+def forward_dtypes(monkeypatch) -> list[torch.dtype]:
+    """Record the dtype of every training forward pass's logits."""
+    seen = []
+    build = loop.build_model
+
+    def recording(cfg):
+        model = build(cfg)
+        model.head.register_forward_hook(lambda m, i, out: seen.append(out.dtype) if m.training else None)
+        return model
+    monkeypatch.setattr(loop, "build_model", recording)
+    return seen
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_training_uses_bf16_where_native(data, tmp_path, monkeypatch, native):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native)
+    seen = forward_dtypes(monkeypatch)
+    summary = run(small_config(epochs=1), data, tmp_path)
+    assert seen and set(seen) == {torch.bfloat16 if native else torch.float32}
+    assert summary["precision"] == ("bf16 autocast" if native else "float32")
+    # the weights, the optimizer state and the checkpoint stay float32 (autocast only changes the forward)
     assert all(v.dtype == torch.float32 for v in weights(tmp_path / "last.pt").values())
+
+
+def test_no_bf16_trains_in_float32(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    seen = forward_dtypes(monkeypatch)
+    run(small_config(epochs=1, bf16=False), data, tmp_path)
+    assert seen and set(seen) == {torch.float32}
+
+
+def test_bf16_detection_matches_the_cpu_flags():
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    assert hardware.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)

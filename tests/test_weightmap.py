@@ -1,15 +1,17 @@
-"""Tests of the U-Net border weight map: analytic cases, fast == direct, real ISBI labels."""
+"""Tests of the U-Net border weight map: analytic cases, fast == direct (both cell connectivities), the same cells
+as the ISBI metrics, real ISBI labels."""
 from __future__ import annotations
 
 import math
-import os
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_data_root, synthetic_em
 from scipy import ndimage
 
+from unet_repro.cells import CELL_CONNECTIVITY, label_cells
+from unet_repro.metrics import segment
 from unet_repro.weightmap import (
     border_radius,
     border_weight_map,
@@ -92,17 +94,78 @@ def test_single_class_gives_ones(weight_map, value: int) -> None:
     assert w.dtype == np.float32
 
 
-@BOTH
-def test_diagonal_touch_is_one_cell(weight_map) -> None:
+def diagonal_squares() -> np.ndarray:
+    """20x20 mask, two 5x5 squares touching only at the corner (7,7)-(8,8)."""
     mask = np.zeros((20, 20), bool)
     mask[3:8, 3:8] = True
-    mask[8:13, 8:13] = True  # touches the first square only at the corner (7,7)-(8,8)
-    w = weight_map(mask)
-    # One 8-connected cell: no border term. With 4-connectivity (8, 7) would be 1 px from
-    # both squares and get w0 * exp(-4 / 50) ~ 9.2 on top.
+    mask[8:13, 8:13] = True
+    return mask
+
+
+def test_cells_are_4_connected_by_default() -> None:
+    assert CELL_CONNECTIVITY == 4
+    assert label_cells(diagonal_squares()).max() == 2
+    assert label_cells(diagonal_squares(), connectivity=8).max() == 1
+    with pytest.raises(ValueError, match="connectivity"):
+        label_cells(diagonal_squares(), connectivity=6)
+
+
+@BOTH
+def test_diagonal_touch_is_two_cells_and_the_membrane_between_gets_the_border_term(weight_map) -> None:
+    """The bug of 8-connected cells: the two membrane pixels beside the touching corner lie 1 px from each square,
+    so they must get w0 * exp(-(1 + 1)^2 / (2 sigma^2)) on top of w_c, as the metrics see two cells there."""
+    mask = diagonal_squares()
+    w0, sigma = 10.0, 5.0
+    w = weight_map(mask, w0=w0, sigma=sigma)
+    assert segment(mask).max() == 2                     # the ISBI metrics: two cells
+    w_c_bg = 1.0                                        # 50 cell pixels, 350 membrane pixels
+    expected = w_c_bg + w0 * math.exp(-(2.0**2) / (2 * sigma**2))   # ~ 10.23
+    assert w[7, 8] == pytest.approx(expected, abs=1e-5)
+    assert w[8, 7] == pytest.approx(expected, abs=1e-5)
+    np.testing.assert_array_equal(w[mask], np.float32(350 / 50))  # cells: only w_c
+    assert w.max() == pytest.approx(expected, abs=1e-5)  # the corner pixels are the closest to both cells
+
+
+@BOTH
+def test_diagonal_touch_is_one_cell_with_8_connectivity(weight_map) -> None:
+    mask = diagonal_squares()
+    w = weight_map(mask, connectivity=8)
+    # One 8-connected cell: no border term at all.
     n_fg = int(mask.sum())
     expected = np.where(mask, (mask.size - n_fg) / n_fg, 1.0).astype(np.float32)
     np.testing.assert_array_equal(w, expected)
+
+
+@BOTH
+def test_rejects_bad_connectivity(weight_map) -> None:
+    with pytest.raises(ValueError, match="connectivity"):
+        weight_map(diagonal_squares(), connectivity=6)
+
+
+def weight_map_from_labels(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
+    """Eq. 2 of the paper from a given cell label image (independent of `unet_repro.weightmap`'s labelling):
+    w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2)) on membrane pixels, d1, d2 = EDT to the nearest two labels."""
+    fg = labels > 0
+    n_fg = fg.sum()
+    n_max = max(n_fg, fg.size - n_fg)
+    w = np.where(fg, n_max / n_fg, n_max / (fg.size - n_fg))
+    dists = np.sort(np.stack([ndimage.distance_transform_edt(labels != i) for i in range(1, labels.max() + 1)],
+                             axis=-1), axis=-1)
+    border = w0 * np.exp(-((dists[..., 0] + dists[..., 1]) ** 2) / (2 * sigma**2))
+    return (w + np.where(fg, 0.0, border)).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", range(4))
+def test_weight_map_counts_the_cells_the_metrics_count(k: int) -> None:
+    """On EM-like labels with diagonally touching cells the weight map is eq. 2 for exactly the cells of the ISBI
+    metrics' `segment` (not for the fewer 8-connected ones)."""
+    mask = synthetic_em()[1][k] > 0
+    cells = segment(mask)
+    assert cells.max() > label_cells(mask, connectivity=8).max()   # the labels do have diagonal touches
+    expected = weight_map_from_labels(cells)
+    for weight_map in (border_weight_map, border_weight_map_direct):
+        np.testing.assert_allclose(weight_map(mask), expected, rtol=0, atol=1e-5)
+    assert np.abs(border_weight_map(mask, connectivity=8) - expected).max() > 1.0
 
 
 @BOTH
@@ -127,6 +190,7 @@ def test_border_radius_is_the_smallest_safe_cutoff(w0: float, sigma: float) -> N
         assert r == 32
 
 
+@pytest.mark.parametrize("connectivity", [4, 8])
 @pytest.mark.parametrize(
     "seed, shape, w0, sigma",
     [
@@ -138,12 +202,12 @@ def test_border_radius_is_the_smallest_safe_cutoff(w0: float, sigma: float) -> N
         (5, (128, 128), 1e3, 5.0),
     ],
 )
-def test_fast_matches_direct_on_random_blobs(seed: int, shape, w0: float, sigma: float) -> None:
+def test_fast_matches_direct_on_random_blobs(seed: int, shape, w0: float, sigma: float, connectivity: int) -> None:
     mask = random_blobs(shape, seed)
-    n_cells = ndimage.label(mask, np.ones((3, 3)))[1]
+    n_cells = label_cells(mask, connectivity).max()
     assert n_cells >= 20  # many cells, so the windows overlap and the order matters
-    fast = border_weight_map(mask, w0=w0, sigma=sigma)
-    direct = border_weight_map_direct(mask, w0=w0, sigma=sigma)
+    fast = border_weight_map(mask, w0=w0, sigma=sigma, connectivity=connectivity)
+    direct = border_weight_map_direct(mask, w0=w0, sigma=sigma, connectivity=connectivity)
     assert fast.dtype == np.float32 and fast.shape == shape
     assert direct.dtype == np.float32 and direct.shape == shape
     # The border term is really there (not only w_c) ...
@@ -157,7 +221,7 @@ def test_fast_matches_direct_on_random_blobs(seed: int, shape, w0: float, sigma:
 
 def test_fast_memory_is_linear_in_pixels() -> None:
     mask = random_blobs((128, 128), 0)
-    n_cells = ndimage.label(mask, np.ones((3, 3)))[1]
+    n_cells = label_cells(mask).max()
     assert n_cells >= 40
     plane = mask.size * 8  # one float64 plane
     tracemalloc.start()
@@ -171,20 +235,36 @@ def test_fast_memory_is_linear_in_pixels() -> None:
     assert peak < 12 * plane
 
 
-@pytest.mark.realdata
-def test_fast_matches_direct_on_isbi_labels() -> None:
+def isbi_labels() -> np.ndarray:
     import tifffile
 
-    root = os.environ.get("UNET_REPRO_DATA")
-    if not root:
-        pytest.skip("UNET_REPRO_DATA is not set")
-    path = Path(root) / "isbi2012" / "train-labels.tif"
+    path = real_data_root("isbi2012") / "train-labels.tif"
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    labels = tifffile.imread(path)[:2]
-    for slice_ in labels:
+    return tifffile.imread(path)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_fast_matches_direct_on_isbi_labels(connectivity: int) -> None:
+    for slice_ in isbi_labels()[:2]:
         mask = slice_ > 127
-        fast = border_weight_map(mask)
-        direct = border_weight_map_direct(mask)
+        fast = border_weight_map(mask, connectivity=connectivity)
+        direct = border_weight_map_direct(mask, connectivity=connectivity)
         assert fast.shape == mask.shape and fast.dtype == np.float32
-        assert np.abs(fast - direct).max() <= 1e-5
+        np.testing.assert_array_equal(fast, direct)          # bit-identical on the ISBI labels
+
+
+@pytest.mark.realdata
+def test_8_connectivity_merges_18_pairs_on_the_isbi_labels() -> None:
+    """The measured effect of the old 8-connected cells: 18 pairs of diagonally touching cells on the 30 training
+    labels were one cell to the weight map (and two to the metrics); on slice 7 their membrane lost up to 5.48."""
+    labels = isbi_labels()
+    assert labels.shape == (30, 512, 512)
+    merged = sum(int(label_cells(s > 127).max() - label_cells(s > 127, connectivity=8).max()) for s in labels)
+    assert merged == 18
+    mask = labels[7] > 127
+    gain = border_weight_map(mask).astype(np.float64) - border_weight_map(mask, connectivity=8)
+    assert gain.min() >= 0 and not gain[mask].any()          # only membrane pixels gain, nothing loses
+    assert gain.max() == pytest.approx(5.48, abs=0.01)
+    assert np.count_nonzero(gain > 0.5) == 54

@@ -7,6 +7,7 @@ starts to rise.
 
     result = lr_range_test(model, optimizer, loader, WeightedBCEWithLogitsLoss(), iters=100)
     result.suggested_lr, result.min_loss_lr
+    result.reliable, result.note      # False + why, when the suggestion rests on too few points (also warned)
     result.to_csv("lr_range.csv"); result.plot("lr_range.png")
 
 The model and the optimizer are left exactly as they were (weights, gradients, optimizer state, param-group
@@ -19,6 +20,7 @@ import copy
 import csv
 import itertools
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +31,23 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .train import rng_state, set_rng_state
+from .training.checkpoint import rng_state, set_rng_state
+from .training.log import on_terminal
 
 # The first SKIP_FRACTION of the recorded points are not considered for the suggestion: the bias-corrected average
 # is then a mean of only a few losses and its slope is mostly noise (and the LR is still far too small to matter).
 SKIP_FRACTION = 0.1
+# A suggestion is trusted only when the points between the skipped head and the minimum of the smoothed loss span at
+# least MIN_WINDOWS effective windows 1 / (1 - beta) of the moving average: over a shorter stretch the smoothed curve
+# is still mostly the average of the (flat) head, lags the raw losses by up to a window, and its steepest point is
+# noise (a 30-step test with beta = 0.98 suggested 4.2e-06). One window leaves the losses of the stretch itself
+# >= 1 - 1/e ~ 63 % of the weight at the minimum.
+MIN_WINDOWS = 1.0
+
+
+class UnreliableSuggestionWarning(UserWarning):
+    """The LR range test's suggestion rests on too few points, or its minimum lies at an end of the range."""
+
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -52,6 +66,9 @@ class LRRangeResult:
         min_loss_lr: the LR at the minimum of ``smoothed`` (an upper bound of what is usable, not a choice).
         stopped_early: True when the run was stopped by the divergence criterion (smoothed loss above
             ``diverge_factor`` x its best, or not finite).
+        reliable: False when the suggestion should not be trusted (see `assess_suggestion`): too few points
+            between the skipped head and the minimum, or the minimum at the very start or end of the range.
+        note: why it is not reliable ("" when it is).
     """
 
     lrs: list[float]
@@ -60,6 +77,8 @@ class LRRangeResult:
     suggested_lr: float
     min_loss_lr: float
     stopped_early: bool
+    reliable: bool = True
+    note: str = ""
 
     def to_csv(self, path: Path | str) -> None:
         """One row per iteration run: ``iteration, lr, loss, smoothed_loss``."""
@@ -96,7 +115,8 @@ class LRRangeResult:
                        label=f"min smoothed loss: lr={self.min_loss_lr:.2e}")
         if math.isfinite(self.suggested_lr):
             ax.axvline(self.suggested_lr, color="tab:red", ls="--", lw=1.5,
-                       label=f"suggestion (steepest descent): lr={self.suggested_lr:.2e}")
+                       label=f"suggestion (steepest descent): lr={self.suggested_lr:.2e}"
+                             + ("" if self.reliable else " - UNRELIABLE, see note"))
             ax.annotate(f"{self.suggested_lr:.2e}", xy=(self.suggested_lr, 0.97), xycoords=("data", "axes fraction"),
                         xytext=(4, 0), textcoords="offset points", color="tab:red", va="top")
         ax.set_xscale("log")
@@ -146,6 +166,58 @@ def suggest_lr(lrs: Iterable[float], smoothed: Iterable[float],
     return float(lr[k]), float(lr[i_min])
 
 
+def min_points(beta: float, min_windows: float = MIN_WINDOWS) -> int:
+    """The fewest points between the skipped head and the minimum that a suggestion may rest on:
+    ``max(3, ceil(min_windows / (1 - beta)))``, i.e. ``min_windows`` effective windows of the exponential moving
+    average (50 points for beta = 0.98 and one window), and at least the 3 points a slope needs."""
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    return max(3, math.ceil(min_windows / (1.0 - beta) - 1e-9))
+
+
+def assess_suggestion(smoothed: Iterable[float], beta: float, skip_fraction: float = SKIP_FRACTION,
+                      min_windows: float = MIN_WINDOWS) -> tuple[bool, str]:
+    """Whether the suggestion of `suggest_lr` on this smoothed curve can be trusted, and if not, why.
+
+    On the leading finite part of the curve (n points; ``start = int(skip_fraction * n)`` skipped, ``i_min`` the
+    index of its minimum) it cannot when
+
+    * n == 0 (no finite loss);
+    * ``i_min <= start``: the minimum lies at the very start of the range (in the skipped head): the loss never
+      fell, the range starts too high or is too short;
+    * ``i_min`` is the last point recorded and the run did not diverge after it: the loss was still falling at
+      the end of the range, whose minimum is then unknown;
+    * ``i_min - start + 1 < min_points(beta, min_windows)``: the suggestion rests on fewer points than
+      ``min_windows`` windows ``1 / (1 - beta)`` of the moving average (see `MIN_WINDOWS`).
+
+    Returns:
+        (reliable, note); note is "" when reliable.
+    """
+    s = np.asarray(list(smoothed), dtype=float)
+    bad = np.flatnonzero(~np.isfinite(s))
+    n = int(bad[0]) if len(bad) else len(s)
+    if n == 0:
+        return False, "no finite loss was recorded"
+    i_min = int(np.argmin(s[:n]))
+    start = int(skip_fraction * n)
+    need = min_points(beta, min_windows)
+    window = 1.0 / (1.0 - beta)
+    if i_min <= start:
+        return False, (f"the smoothed loss was lowest at the very start of the range (step {i_min} of {len(s)}, "
+                       f"within the first {skip_fraction:.0%} that are skipped): it never fell; start the range "
+                       f"lower (min_lr) or run more iters")
+    if i_min == len(s) - 1:
+        return False, (f"the smoothed loss was lowest at the very end of the range (step {i_min}, the last): it "
+                       f"was still falling; raise max_lr")
+    points = i_min - start + 1
+    if points < need:
+        return False, (f"the suggestion rests on {points} points between the skipped start (step {start}) and "
+                       f"the minimum (step {i_min}), fewer than {need} = {min_windows:g} x the smoothing window "
+                       f"1/(1-beta) = {window:.0f} points: a noise pick; run more iters or smooth less (smaller "
+                       f"beta)")
+    return True, ""
+
+
 def _stream(batches: Iterable[Batch]) -> Iterator[Batch]:
     """Endless batches: a re-iterable (list, DataLoader) is iterated again when it runs out; a one-shot iterator is
     cycled over the batches it yielded (kept in memory, like `itertools.cycle`)."""
@@ -187,9 +259,11 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
     Suggestion: the LR at the steepest descent of the smoothed loss with respect to log10(lr) (the most negative
     ``np.gradient(smoothed, log10(lrs))``), searched between the first 10 % of the recorded points
     (`SKIP_FRACTION`, too few losses averaged to be trusted) and the minimum of the smoothed loss; see `suggest_lr`.
-    Also returned: the LR at that minimum. Note that the loss is recorded before the step at the same LR, and that
-    the smoothed curve lags the raw one by up to ``1 / (1 - beta)`` iterations (50 for beta = 0.98, a large part of
-    a short run).
+    Also returned: the LR at that minimum, and whether the suggestion is reliable (`assess_suggestion`: at least
+    `MIN_WINDOWS` x ``1 / (1 - beta)`` points between the skipped head and the minimum, which lies at neither end
+    of the range); an unreliable one also raises an `UnreliableSuggestionWarning`. Note that the loss is recorded
+    before the step at the same LR, and that the smoothed curve lags the raw one by up to ``1 / (1 - beta)``
+    iterations (50 for beta = 0.98, a large part of a short run).
 
     Everything the test touches is put back afterwards, also on an exception: the model's state_dict and gradients,
     the optimizer's state_dict (state tensors such as momentum buffers, param-group LRs), the train/eval mode of
@@ -213,8 +287,8 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
             as training does); None: no autocast.
 
     Returns:
-        `LRRangeResult` with the per-iteration lrs, losses and smoothed losses, ``suggested_lr``, ``min_loss_lr``
-        and ``stopped_early``.
+        `LRRangeResult` with the per-iteration lrs, losses and smoothed losses, ``suggested_lr``, ``min_loss_lr``,
+        ``stopped_early``, ``reliable`` and ``note``.
     """
     if not 0 < min_lr < max_lr:
         raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
@@ -238,7 +312,7 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
     losses: list[float] = []
     smoothed: list[float] = []
     stopped_early = False
-    bar = tqdm(exponential_lrs(min_lr, max_lr, iters), desc="LR range test", disable=not progress)
+    bar = tqdm(exponential_lrs(min_lr, max_lr, iters), desc="LR range test", disable=not (progress and on_terminal()))
     stream = _stream(batches)
     try:
         model.train()
@@ -285,8 +359,13 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
         set_rng_state(rng)
 
     suggested, at_min = suggest_lr(lrs, smoothed)
+    reliable, note = assess_suggestion(smoothed, beta)
+    if not reliable:
+        warnings.warn(f"LR range test: suggestion {suggested:.3g} is unreliable: {note}", UnreliableSuggestionWarning,
+                      stacklevel=2)
     return LRRangeResult(lrs=lrs, losses=losses, smoothed=smoothed, suggested_lr=suggested, min_loss_lr=at_min,
-                         stopped_early=stopped_early)
+                         stopped_early=stopped_early, reliable=reliable, note=note)
 
 
-__all__ = ["LRRangeResult", "SKIP_FRACTION", "exponential_lrs", "lr_range_test", "suggest_lr"]
+__all__ = ["LRRangeResult", "MIN_WINDOWS", "SKIP_FRACTION", "UnreliableSuggestionWarning", "assess_suggestion",
+           "exponential_lrs", "lr_range_test", "min_points", "suggest_lr"]

@@ -8,7 +8,11 @@ For a binary mask of shape (H, W) the weight map is
 
 where
 
-- cells are the 8-connected foreground regions of the mask;
+- cells are the connected foreground regions of the mask, connected as defined once
+  for the whole package by :data:`unet_repro.cells.CELL_CONNECTIVITY` (4: two cells
+  touching only at a corner are two cells, and the membrane pixels beside the corner
+  get the border term; as the ISBI metrics count cells). ``connectivity=8`` joins
+  such cells into one, which then gets no border term between its parts;
 - :math:`w_c(x) = f_{max} / f_{c(x)}` balances the class frequencies, with
   :math:`f_c` the fraction of pixels of class :math:`c` (foreground or background)
   in this mask and :math:`f_{max}` the larger one; :math:`w_c = 1` everywhere when
@@ -30,10 +34,9 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["border_weight_map", "border_weight_map_direct", "border_radius"]
+from .cells import CELL_CONNECTIVITY, label_cells
 
-# 8-connectivity: cells touching only diagonally are one cell.
-_STRUCTURE_8 = np.ones((3, 3), dtype=bool)
+__all__ = ["border_weight_map", "border_weight_map_direct", "border_radius"]
 
 
 def _check_args(mask: np.ndarray, w0: float, sigma: float) -> np.ndarray:
@@ -74,7 +77,8 @@ def border_radius(w0: float, sigma: float) -> int:
     return max(2, math.ceil(sigma * math.sqrt(2.0 * math.log(arg))))
 
 
-def border_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
+def border_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
+                      connectivity: int = CELL_CONNECTIVITY) -> np.ndarray:
     """U-Net weight map ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` (fast).
 
     See the module docstring for the exact definition. Agrees with
@@ -87,16 +91,20 @@ def border_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) ->
         mask: (H, W) array; nonzero = foreground (cell), zero = background.
         w0: amplitude of the border term, >= 0.
         sigma: width of the border term in pixels, > 0.
+        connectivity: 4 or 8, which foreground pixels form one cell (default
+            :data:`unet_repro.cells.CELL_CONNECTIVITY`, 4).
 
     Returns:
         (H, W) float32 weight map.
 
     Raises:
-        ValueError: if ``mask`` is not 2-D, ``sigma <= 0`` or ``w0 < 0``.
+        ValueError: if ``mask`` is not 2-D, ``sigma <= 0``, ``w0 < 0`` or
+            ``connectivity`` is not 4 or 8.
     """
     fg = _check_args(mask, w0, sigma)
     weights = _class_weights(fg)
-    labels, n_cells = ndi.label(fg, structure=_STRUCTURE_8)
+    labels = label_cells(fg, connectivity)
+    n_cells = int(labels.max())
     if n_cells < 2 or w0 == 0:
         return weights.astype(np.float32)
 
@@ -143,7 +151,8 @@ def border_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) ->
     return weights.astype(np.float32)
 
 
-def border_weight_map_direct(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
+def border_weight_map_direct(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
+                             connectivity: int = CELL_CONNECTIVITY) -> np.ndarray:
     """Slow reference for :func:`border_weight_map`, used by tests and the benchmark.
 
     Computes one full ``distance_transform_edt(labels != i)`` per cell, stacks them
@@ -155,16 +164,20 @@ def border_weight_map_direct(mask: np.ndarray, w0: float = 10.0, sigma: float = 
         mask: (H, W) array; nonzero = foreground (cell), zero = background.
         w0: amplitude of the border term, >= 0.
         sigma: width of the border term in pixels, > 0.
+        connectivity: 4 or 8, which foreground pixels form one cell (default
+            :data:`unet_repro.cells.CELL_CONNECTIVITY`, 4).
 
     Returns:
         (H, W) float32 weight map.
 
     Raises:
-        ValueError: if ``mask`` is not 2-D, ``sigma <= 0`` or ``w0 < 0``.
+        ValueError: if ``mask`` is not 2-D, ``sigma <= 0``, ``w0 < 0`` or
+            ``connectivity`` is not 4 or 8.
     """
     fg = _check_args(mask, w0, sigma)
     weights = _class_weights(fg)
-    labels, n_cells = ndi.label(fg, structure=_STRUCTURE_8)
+    labels = label_cells(fg, connectivity)
+    n_cells = int(labels.max())
     if n_cells < 2:
         return weights.astype(np.float32)
     dists = np.stack(

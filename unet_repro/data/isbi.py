@@ -8,21 +8,26 @@ Layout of a data root (the official one, see ``datasets/README.md``)::
 
 Each stack may instead be a folder of the same name holding one PNG (or TIFF) per slice, read in natural
 file-name order (2.png before 10.png).
-Labels are binarised to cell = 1, membrane = 0.
+Labels are binarised to cell = 1, membrane = 0 (0/255 labels as shipped, or 0/1 labels; see
+`unet_repro.data.masks.binarize_mask`).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import tifffile
 import torch
 from PIL import Image
 
+from ..errors import DataError, DataNotFoundError
 from ..weightmap import border_weight_map
+from .masks import binarize_mask
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 
@@ -33,7 +38,7 @@ def find_stack(root: Path | str, name: str) -> Path:
     for candidate in (root / f"{name}.tif", root / f"{name}.tiff", root / name):
         if candidate.exists():
             return candidate
-    raise FileNotFoundError(f"{root / (name + '.tif')} not found (nor a folder {root / name}/ of PNG slices); "
+    raise DataNotFoundError(f"{root / (name + '.tif')} not found (nor a folder {root / name}/ of PNG slices); "
                             f"see datasets/README.md for how to get ISBI-2012 and lay it out")
 
 
@@ -47,33 +52,69 @@ def read_stack(path: Path | str) -> np.ndarray:
     uint8 array."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found")
+        raise DataNotFoundError(f"{path} not found")
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=natural_key)
         if not files:
-            raise ValueError(f"{path} holds no slice images ({', '.join(SLICE_SUFFIXES)})")
+            raise DataError(f"{path} holds no slice images ({', '.join(SLICE_SUFFIXES)})")
         slices = [_read_slice(f) for f in files]
         for f, s in zip(files, slices):
             if s.shape != slices[0].shape:
-                raise ValueError(f"{f}: slice is {s.shape[1]}x{s.shape[0]} but {files[0].name} is "
+                raise DataError(f"{f}: slice is {s.shape[1]}x{s.shape[0]} but {files[0].name} is "
                                  f"{slices[0].shape[1]}x{slices[0].shape[0]}; all slices must have one size")
         return np.stack(slices)
-    try:
-        pages = tifffile.TiffFile(path)
-    except Exception as e:  # tifffile raises several types for broken files
-        raise ValueError(f"{path}: cannot be read as a TIFF stack ({e})") from e
-    with pages:
+    with open_tiff(path) as pages:
         shapes = [p.shape for p in pages.pages]
         if len(set(shapes)) > 1:
             bad = next(i for i, s in enumerate(shapes) if s != shapes[0])
-            raise ValueError(f"{path}: page {bad} is {shapes[bad]} but page 0 is {shapes[0]}; all slices must have "
-                             f"one size")
-        stack = pages.asarray()
+            raise DataError(f"{path}: page {bad} is {shapes[bad]} but page 0 is {shapes[0]}; all slices must have "
+                            f"one size")
+        try:
+            stack = pages.asarray()
+        except Exception as e:  # a truncated file opens but its pixels cannot be read
+            raise DataError(f"{path}: the TIFF is truncated or damaged ({e}); re-download or rebuild it") from None
     if stack.ndim == 2:
         stack = stack[None]
     if stack.ndim != 3:
-        raise ValueError(f"{path}: expected a stack of gray-value slices (N x H x W), got shape {stack.shape}")
+        raise DataError(f"{path}: expected a stack of gray-value slices (N x H x W), got shape {stack.shape}")
     return _to_uint8(stack, path)
+
+
+class _Complaints(logging.Handler):
+    """Collects what tifffile logs (instead of raising) about a damaged file, e.g. "invalid page offset"."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def open_tiff(path: Path) -> Iterator[tifffile.TiffFile]:
+    """A TIFF stack opened and its pages listed; `DataError` naming the file if it is not a TIFF or is truncated
+    (tifffile logs a cut page chain and keeps the pages before the cut; a cut inside the pixels shows as page data
+    that ends past the end of the file)."""
+    complaints = _Complaints()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(complaints)
+    try:
+        pages = tifffile.TiffFile(path)
+        pages.pages.useframes = False
+        n = len(pages.pages)
+    except Exception as e:  # tifffile raises several types for broken files
+        raise DataError(f"{path}: cannot be read as a TIFF stack ({e}); check or re-download the file") from None
+    finally:
+        logger.removeHandler(complaints)
+    with pages:
+        size = path.stat().st_size
+        ends = [max((o + c for o, c in zip(p.dataoffsets, p.databytecounts)), default=0) for p in pages.pages]
+        if complaints.messages or any(end > size for end in ends):
+            why = complaints.messages[0] if complaints.messages else "page data ends past the end of the file"
+            raise DataError(f"{path}: the TIFF is truncated or damaged ({why}; {n} readable page(s)); re-download "
+                            f"or rebuild it")
+        yield pages
 
 
 def _read_slice(path: Path) -> np.ndarray:
@@ -81,7 +122,7 @@ def _read_slice(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             a = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I", "F", "1") else im)
     except Exception as e:
-        raise ValueError(f"{path}: cannot be read as an image ({e})") from e
+        raise DataError(f"{path}: cannot be read as an image ({e})") from None
     return _to_uint8(a, path)
 
 
@@ -90,7 +131,7 @@ def _to_uint8(a: np.ndarray, path: Path) -> np.ndarray:
         return a
     if a.dtype == bool:
         return a.astype(np.uint8) * 255
-    raise ValueError(f"{path}: expected 8-bit gray values, got dtype {a.dtype}")
+    raise DataError(f"{path}: expected 8-bit gray values, got dtype {a.dtype}; convert it to 8-bit")
 
 
 @dataclass
@@ -108,7 +149,7 @@ def load_isbi(root: Path | str, split: str = "train") -> ISBIData:
     """Read ``train-volume`` + ``train-labels`` (split="train") or ``test-volume`` (split="test") under `root`."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"ISBI-2012 data folder {root} not found; expected train-volume.tif, "
+        raise DataNotFoundError(f"ISBI-2012 data folder {root} not found; expected train-volume.tif, "
                                 f"train-labels.tif and test-volume.tif there (see datasets/README.md, or pass "
                                 f"--data-root / set UNET_REPRO_DATA)")
     if split == "test":
@@ -118,11 +159,16 @@ def load_isbi(root: Path | str, split: str = "train") -> ISBIData:
     image_path, label_path = find_stack(root, "train-volume"), find_stack(root, "train-labels")
     images, labels = read_stack(image_path), read_stack(label_path)
     if len(images) != len(labels):
-        raise ValueError(f"{label_path} holds {len(labels)} label slices but {image_path} holds {len(images)} images")
+        raise DataError(f"{label_path} holds {len(labels)} label slices but {image_path} holds {len(images)} images; "
+                        f"each image slice needs its label slice")
     if images.shape[1:] != labels.shape[1:]:
-        raise ValueError(f"{label_path}: label slices are {labels.shape[2]}x{labels.shape[1]} but the images in "
-                         f"{image_path} are {images.shape[2]}x{images.shape[1]}")
-    return ISBIData(images, (labels > 127).astype(np.uint8))
+        raise DataError(f"{label_path}: label slices are {labels.shape[2]}x{labels.shape[1]} but the images in "
+                        f"{image_path} are {images.shape[2]}x{images.shape[1]}")
+    labels = binarize_mask(labels, label_path)  # 0/255 as shipped, or 0/1
+    if labels.min() == labels.max():
+        raise DataError(f"{label_path}: every label pixel is {'cell' if labels.max() else 'membrane'}; expected "
+                        f"cells = 255 (or 1) and membranes = 0")
+    return ISBIData(images, labels)
 
 
 def normalize(image: np.ndarray) -> np.ndarray:

@@ -20,6 +20,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..errors import DataError, DataNotFoundError
+from .masks import binarize_mask
+from .split import seeded_split
+
 IMAGES_DIR = "PH2 Dataset images"
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -36,12 +40,12 @@ class PH2Data:
 
 def _one_file(folder: Path, what: str, case: str) -> Path:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{case}: {what} folder {folder} not found")
+        raise DataNotFoundError(f"{case}: {what} folder {folder} not found")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{case}: no {what} file in {folder}")
+        raise DataNotFoundError(f"{case}: no {what} file in {folder}")
     if len(files) > 1:
-        raise ValueError(f"{case}: {folder} holds {len(files)} {what} files ({', '.join(p.name for p in files)}); "
+        raise DataError(f"{case}: {folder} holds {len(files)} {what} files ({', '.join(p.name for p in files)}); "
                          f"expected one")
     return files[0]
 
@@ -51,7 +55,7 @@ def _read(path: Path, mode: str) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert(mode))
     except Exception as e:  # PIL raises several types for broken files
-        raise ValueError(f"{path}: cannot be read as an image ({e})") from e
+        raise DataError(f"{path}: cannot be read as an image ({e})") from None
 
 
 def read_case(case_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +64,9 @@ def read_case(case_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     image_path = _one_file(case_dir / f"{name}_Dermoscopic_Image", "dermoscopic image", name)
     mask_path = _one_file(case_dir / f"{name}_lesion", "lesion mask", name)
     image = _read(image_path, "RGB")
-    mask = (_read(mask_path, "L") > 127).astype(np.uint8)  # 1-bit masks read as 0/255, 24-bit ones as 0/255 gray
+    mask = binarize_mask(_read(mask_path, "L"), mask_path)  # 1-bit masks read as 0/255, 24-bit ones as 0/255 gray
     if mask.shape != image.shape[:2]:
-        raise ValueError(f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
+        raise DataError(f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
                          f"{image.shape[1]}x{image.shape[0]}")
     return image, mask
 
@@ -77,12 +81,12 @@ def resize_case(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndar
 def _cases(root: Path) -> list[Path]:
     images = root / IMAGES_DIR
     if not images.is_dir():
-        raise FileNotFoundError(f"PH2 folder {images} not found; expected the original layout '{IMAGES_DIR}/IMDxxx/"
+        raise DataNotFoundError(f"PH2 folder {images} not found; expected the original layout '{IMAGES_DIR}/IMDxxx/"
                                 f"...' under {root} (see datasets/README.md, or pass --data-root / set "
                                 f"UNET_REPRO_DATA)")
     cases = sorted(p for p in images.iterdir() if p.is_dir() and p.name.startswith("IMD"))
     if not cases:
-        raise FileNotFoundError(f"{images} holds no IMDxxx case folders")
+        raise DataNotFoundError(f"{images} holds no IMDxxx case folders")
     return cases
 
 
@@ -124,10 +128,5 @@ def load_ph2(root: Path | str, size: int = 256, cache_dir: Path | str | None = N
 
 
 def split_ph2(names: list[str], seed: int = 0, sizes: tuple[int, int, int] = (100, 50, 50)) -> dict[str, list[str]]:
-    """A seeded random train / validation / test split of the case names (100 / 50 / 50 by default)."""
-    if sum(sizes) > len(names):
-        raise ValueError(f"split sizes {sizes} need {sum(sizes)} cases but only {len(names)} are available")
-    order = np.random.default_rng(seed).permutation(len(names))
-    a, b, c = sizes
-    pick = [sorted(names[i] for i in order[lo:hi]) for lo, hi in ((0, a), (a, a + b), (a + b, a + b + c))]
-    return {"train": pick[0], "val": pick[1], "test": pick[2]}
+    """The PH2 protocol's seeded random train / validation / test split of the case names (100 / 50 / 50)."""
+    return seeded_split(names, seed, sizes)

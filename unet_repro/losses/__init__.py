@@ -26,6 +26,15 @@ LOSSES: dict[str, type[nn.Module]] = {
 }
 
 
+# The losses that use the paper's pixel weight map (the others ignore the weight argument).
+WEIGHT_MAP_LOSSES = frozenset({"weighted_bce"})
+
+
+def uses_weight_map(name: str) -> bool:
+    """Whether the loss registered under `name` uses the weight map (only then is it worth computing)."""
+    return name.strip().lower() in WEIGHT_MAP_LOSSES
+
+
 def build_loss(name: str, **options) -> nn.Module:
     """The loss registered under ``name`` in :data:`LOSSES` (case-insensitive), built with ``options``.
 
@@ -40,5 +49,5 @@ def build_loss(name: str, **options) -> nn.Module:
 
 __all__ = [
     "BCEWithLogitsLoss", "ComboLoss", "DiceLoss", "FocalLoss", "LOSSES", "TverskyLoss", "WeightedBCEWithLogitsLoss",
-    "build_loss",
+    "WEIGHT_MAP_LOSSES", "build_loss", "uses_weight_map",
 ]

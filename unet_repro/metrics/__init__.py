@@ -1,13 +1,15 @@
-"""Segmentation metrics. ``isbi``: the ISBI-2012 EM challenge metrics (pixel, Rand and warping error; V_Rand,
-V_Info after border thinning) and the challenge's threshold sweep. ``segmentation``: per-image overlap metrics for
-binary masks (IoU, Dice, pixel accuracy, sensitivity, specificity, ISIC 2018 thresholded Jaccard, COCO-style IoU
-threshold sweep) and a per-image report with mean and standard deviation."""
+"""Segmentation metrics. ``isbi``: the ISBI-2012 EM challenge metrics (pixel, Rand and warping error, the full
+topological error; V_Rand, V_Info after border thinning) and the challenge's threshold sweep, which skips
+degenerate thresholds. ``segmentation``: per-image overlap metrics for binary masks (IoU, Dice, pixel accuracy,
+sensitivity, specificity, ISIC 2018 thresholded Jaccard, COCO-style IoU threshold sweep) and a per-image report with
+mean and standard deviation."""
 from .isbi import (
     DEFAULT_THRESHOLDS,
     HIGHER_IS_BETTER,
     METRICS,
     Mismatch,
     classify_mismatches,
+    degenerate_thresholds,
     info_f_score,
     is_simple_point,
     pixel_error,
@@ -18,6 +20,8 @@ from .isbi import (
     simple_point_lut,
     thin_segment,
     threshold_sweep,
+    topological_error,
+    topological_errors,
     v_rand_v_info,
     warp_truth,
     warping_error,
@@ -44,9 +48,10 @@ from .segmentation import (
 
 __all__ = [
     "DEFAULT_THRESHOLDS", "HIGHER_IS_BETTER", "METRICS", "Mismatch",
-    "classify_mismatches", "info_f_score", "is_simple_point", "pixel_error", "pixel_mismatch", "rand_error",
-    "rand_f_score", "segment", "simple_point_lut", "thin_segment", "threshold_sweep", "v_rand_v_info",
-    "warp_truth", "warping_error", "warping_errors", "warping_mismatches",
+    "classify_mismatches", "degenerate_thresholds", "info_f_score", "is_simple_point", "pixel_error",
+    "pixel_mismatch", "rand_error", "rand_f_score", "segment", "simple_point_lut", "thin_segment", "threshold_sweep",
+    "topological_error", "topological_errors", "v_rand_v_info", "warp_truth", "warping_error", "warping_errors",
+    "warping_mismatches",
     "COCO_IOU_THRESHOLDS", "ISIC_JACCARD_THRESHOLD", "SEGMENTATION_METRICS", "Confusion", "IoUSweep", "confusion",
     "dice", "iou", "iou_threshold_sweep", "pixel_accuracy", "segmentation_report", "sensitivity", "specificity",
     "thresholded_jaccard", "thresholded_jaccard_per_image",

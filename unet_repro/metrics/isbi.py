@@ -4,7 +4,16 @@ The paper's Table 1 (Ronneberger et al. 2015) reports the challenge's three orig
 error, Rand error and pixel error. The challenge later ranked by V_Rand and V_Info after border thinning
 (Arganda-Carreras et al. 2015). All are computed here on binary cell masks (cell = True/1 = foreground, membrane =
 False/0 = boundary), one 2-D slice at a time, with pooled statistics for stacks, and swept over thresholds of the
-network's P(cell) map as the challenge did (:func:`threshold_sweep`).
+network's P(cell) map as the challenge did (:func:`threshold_sweep`). A cell is a connected component of the cell
+mask as defined once for the package in `unet_repro.cells` (4-connected, as in the challenge; the weight map uses
+the same definition).
+
+Two warping errors are reported. :func:`warping_error` is the challenge's (splits + mergers only; the number in
+Table 1). :func:`topological_error` is Jain et al.'s full count (every pixel where the warped truth still differs
+from the prediction: also hole and object additions / deletions). They differ most on degenerate predictions: an
+all-membrane prediction scores 0 warping error (each true cell shrinks to one pixel, an uncounted object deletion)
+but (number of cells) / (H W) topological error. :func:`threshold_sweep` never picks a degenerate threshold (a slice
+all cell or all membrane) while another is available, and flags the choice when none is.
 
 Sources (and what was taken from each)
 --------------------------------------
@@ -26,7 +35,10 @@ Sources (and what was taken from each)
        that fall inside a ground-truth cell count as singleton segments ("N^2 normalisation", as in the SNEMI3D
        script); simple points use 4-connectivity for cells and 8-connectivity for membranes; the warping loop
        visits the mismatches and flips every simple one until nothing changes; remaining mismatches are classified
-       as split / merge / hole / object errors and only splits + mergers count; for V_Rand / V_Info only the
+       as split / merge / hole / object errors and only splits + mergers count in the challenge's
+       ``getMinimumSplitsAndMergersErrorValue`` (``flags = MERGE + SPLIT``), while the "classic"
+       ``getMetricValue(threshold)`` counts all mismatches ([J10]); the ISBI script swept only the thresholds
+       ``floor(10 min) / 10 .. floor(10 (max - 0.1)) / 10`` of each probability map; for V_Rand / V_Info only the
        proposal's boundaries are thinned (a 4-connected classic watershed from its cells), the ground truth is used
        as is.
 
@@ -50,14 +62,16 @@ Choices and known differences from [FIJI]
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from enum import IntEnum
 
 import numpy as np
 from scipy import ndimage
-from skimage.measure import label
 from skimage.metrics import contingency_table
 from skimage.segmentation import watershed
+
+from ..cells import CELL_CONNECTIVITY, cell_structure, label_cells, membrane_connectivity
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -65,6 +79,7 @@ __all__ = [
     "METRICS",
     "Mismatch",
     "classify_mismatches",
+    "degenerate_thresholds",
     "info_f_score",
     "is_simple_point",
     "pixel_error",
@@ -75,6 +90,8 @@ __all__ = [
     "simple_point_lut",
     "thin_segment",
     "threshold_sweep",
+    "topological_error",
+    "topological_errors",
     "v_rand_v_info",
     "warp_truth",
     "warping_error",
@@ -85,7 +102,8 @@ __all__ = [
 #: The challenge's thresholds ``prob > t`` (Fiji scripts: from 0.0 in steps of 0.1; 0.0 ... 0.9 here, 10 values).
 DEFAULT_THRESHOLDS: np.ndarray = np.round(np.arange(10) * 0.1, 10)
 #: Metric names accepted by :func:`threshold_sweep`.
-METRICS: tuple[str, ...] = ("pixel_error", "pixel_mismatch", "rand_error", "warping_error", "v_rand", "v_info")
+METRICS: tuple[str, ...] = ("pixel_error", "pixel_mismatch", "rand_error", "warping_error", "topological_error",
+                            "v_rand", "v_info")
 #: Scores (maximised); every other metric is an error (minimised).
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"v_rand", "v_info"})
 
@@ -131,14 +149,16 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------ segmentations
 
 def segment(cell_mask: np.ndarray) -> np.ndarray:
-    """Label image of the cells: the 4-connected components of the cell mask, boundaries (membrane) = 0.
+    """Label image of the cells: the connected components of the cell mask, boundaries (membrane) = 0.
 
-    4-connectivity as in [FIJI] (``Utils.connectedComponents(..., 4)`` for every Rand / VI / warping computation),
-    which pairs with 8-connected membranes: two cells touching only at a corner are separate.
+    The package's one notion of a cell, `unet_repro.cells.label_cells` with
+    :data:`~unet_repro.cells.CELL_CONNECTIVITY` (4, as in [FIJI]: ``Utils.connectedComponents(..., 4)`` for every
+    Rand / VI / warping computation), which pairs with 8-connected membranes: two cells touching only at a corner
+    are separate. The weight map counts cells the same way.
 
     Shapes: (H, W) bool -> (H, W) int32, labels 1..K.
     """
-    return label(_as_mask(cell_mask, "cell_mask"), connectivity=1).astype(np.int32, copy=False)
+    return label_cells(_as_mask(cell_mask, "cell_mask"))
 
 
 def thin_segment(cell_mask: np.ndarray) -> np.ndarray:
@@ -146,8 +166,9 @@ def thin_segment(cell_mask: np.ndarray) -> np.ndarray:
     watershed lines (label 0) where two cells meet ([AC15] "border thinning"; [FIJI] thins the proposal with a
     4-connected classic watershed from its cells).
 
-    Implemented as ``skimage.segmentation.watershed`` of the binary membrane map from the 4-connected cell markers,
-    ``connectivity=1, watershed_line=True`` (flooding order within the membrane plateau = geodesic distance).
+    Implemented as ``skimage.segmentation.watershed`` of the binary membrane map from the cell markers of
+    :func:`segment`, flooding with the cell connectivity (4: ``connectivity=1``), ``watershed_line=True`` (flooding
+    order within the membrane plateau = geodesic distance).
     No cells are created or merged; membrane blobs enclosed by one cell are absorbed by it.
 
     Shapes: (H, W) bool -> (H, W) int32.
@@ -156,7 +177,8 @@ def thin_segment(cell_mask: np.ndarray) -> np.ndarray:
     markers = segment(mask)
     if markers.max() == 0:
         return markers
-    return watershed((~mask).astype(np.uint8), markers, connectivity=1, watershed_line=True).astype(np.int32)
+    return watershed((~mask).astype(np.uint8), markers, connectivity=cell_structure(),
+                     watershed_line=True).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------------------------- pixel error
@@ -328,36 +350,43 @@ def v_rand_v_info(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 _NEIGHBOURS: tuple[tuple[int, int], ...] = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
 
 
-@functools.lru_cache(maxsize=1)
-def simple_point_lut() -> np.ndarray:
+def _topological_number(part: np.ndarray, connectivity: int) -> int:
+    """T_n(p, Y) of Bertrand & Malandain (1994): the number of ``connectivity``-connected components of the 3x3
+    patch ``part`` (Y n N8*(p), centre excluded) that contain an n-neighbour of the centre."""
+    lab = label_cells(part, connectivity)
+    if connectivity == 4:
+        lab = lab[[0, 1, 1, 2], [1, 0, 2, 1]]            # only the 4-neighbours can touch p
+    return len(np.unique(lab[lab > 0]))
+
+
+@functools.lru_cache(maxsize=2)
+def simple_point_lut(connectivity: int = CELL_CONNECTIVITY) -> np.ndarray:
     """Which of the 256 configurations of the 8 neighbours make the centre pixel a simple point.
 
-    Digital topology pair: cells (foreground) 4-connected, membranes (background) 8-connected, as in [FIJI]
-    (``simple2DBertrand(patch, 4)``) and consistent with :func:`segment`. With X the foreground and N8*(p) the 8
-    neighbours of p (p excluded), p is simple iff ([J10]; Bertrand & Malandain 1994)
+    Digital topology pair: cells (foreground) ``connectivity``-connected (default
+    :data:`~unet_repro.cells.CELL_CONNECTIVITY` = 4, as in [FIJI] ``simple2DBertrand(patch, 4)`` and
+    :func:`segment`), membranes (background) connected the other way (8). With X the foreground, n the cell and
+    m the membrane connectivity and N8*(p) the 8 neighbours of p (p excluded), p is simple iff ([J10]; Bertrand &
+    Malandain 1994)
 
-    .. math:: T_4(p, X) = 1 \\quad\\text{and}\\quad T_8(p, \\bar X) = 1
+    .. math:: T_n(p, X) = 1 \\quad\\text{and}\\quad T_m(p, \\bar X) = 1
 
-    T_4 = number of 4-connected components of X n N8*(p) that contain a 4-neighbour of p; T_8 = number of
-    8-connected components of the background in N8*(p). Flipping a simple pixel (either way) changes no
-    4-connected cell component and no 8-connected membrane component. The test depends on the neighbours only,
-    not on the value of p. Index = sum_k 2^k [neighbour k is foreground], neighbours ordered E, NE, N, NW, W, SW,
-    S, SE.
+    T_k(p, Y) = number of k-connected components of Y n N8*(p) that contain a k-neighbour of p (for k = 8 every
+    component does). Flipping a simple pixel (either way) changes no cell component and no membrane component.
+    The test depends on the neighbours only, not on the value of p. Index = sum_k 2^k [neighbour k is foreground],
+    neighbours ordered E, NE, N, NW, W, SW, S, SE.
 
     Shape: (256,) bool.
     """
+    cell_conn, membrane_conn = connectivity, membrane_connectivity(connectivity)
     lut = np.zeros(256, dtype=bool)
-    four = [k for k, (dy, dx) in enumerate(_NEIGHBOURS) if dy == 0 or dx == 0]
     for code in range(256):
         fg = np.zeros((3, 3), dtype=bool)
         for k, (dy, dx) in enumerate(_NEIGHBOURS):
             fg[1 + dy, 1 + dx] = bool(code >> k & 1)
         bg = ~fg
         bg[1, 1] = False
-        fg_lab = label(fg, connectivity=1)
-        t4 = len({fg_lab[1 + _NEIGHBOURS[k][0], 1 + _NEIGHBOURS[k][1]] for k in four} - {0})
-        t8 = int(label(bg, connectivity=2).max())
-        lut[code] = t4 == 1 and t8 == 1
+        lut[code] = _topological_number(fg, cell_conn) == 1 and _topological_number(bg, membrane_conn) == 1
     lut.setflags(write=False)
     return lut
 
@@ -376,9 +405,9 @@ def is_simple_point(patch: np.ndarray) -> bool:
 
 def warp_truth(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """The ground truth warped towards the prediction by flipping simple points only ([J10]; [FIJI]
-    ``WarpingError.simplePointWarp2d``): the result has the truth's topology (same 4-connected cells, same
-    8-connected membrane components) and agrees with the prediction wherever a topology-preserving warp can make
-    it agree.
+    ``WarpingError.simplePointWarp2d``): the result has the truth's topology (same cells as :func:`segment` counts
+    them, 4-connected; same 8-connected membrane components) and agrees with the prediction wherever a
+    topology-preserving warp can make it agree.
 
     Algorithm: repeat { for each of the 4 parity classes (row % 2, col % 2): flip at once every pixel of the class
     that disagrees with ``pred`` and is simple } until a full pass flips nothing. Pixels of one class are >= 2 apart,
@@ -426,8 +455,8 @@ def classify_mismatches(warped: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Classify the pixels where the warped truth still differs from the prediction ([FIJI]
     ``WarpingError.classifyMismatches2d``, whole-image version).
 
-    With L the 4-connected cell labels of ``warped`` and U the set of labels among the in-image 8 neighbours of a
-    mismatch pixel p (0 = membrane):
+    With L the cell labels of ``warped`` (:func:`segment`, 4-connected) and U the set of labels among the in-image
+    8 neighbours of a mismatch pixel p (0 = membrane):
 
     * U = {0}: OBJECT_DELETION if p is a cell pixel of ``warped`` else OBJECT_ADDITION;
     * U = {k}, k > 0: HOLE_ADDITION if p is a cell pixel else HOLE_DELETION;
@@ -442,7 +471,7 @@ def classify_mismatches(warped: np.ndarray, pred: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(warped != pred)
     if ys.size == 0:
         return out
-    lab = label(warped, connectivity=1)
+    lab = label_cells(warped)
     padded = np.pad(lab, 1, constant_values=-1)
     nb = np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in _NEIGHBOURS], axis=1)
     nb.sort(axis=1)
@@ -472,7 +501,7 @@ def classify_mismatches(warped: np.ndarray, pred: np.ndarray) -> np.ndarray:
         piece = lab[sl_y, sl_x] == k
         py, px = y - sl_y.start, x - sl_x.start
         piece[py, px] = False
-        piece_lab = label(piece, connectivity=1)
+        piece_lab = label_cells(piece)
         around = piece_lab[max(py - 1, 0):py + 2, max(px - 1, 0):px + 2]
         pieces = len(np.unique(around[around > 0]))
         others = int(size[i]) - int(np.any(nb[i] == k))
@@ -483,6 +512,7 @@ def classify_mismatches(warped: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def warping_mismatches(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Map of the topological errors of ``pred``: :func:`classify_mismatches` of :func:`warp_truth` (for figures).
+    Both warping-error flavours (:func:`warping_errors`, :func:`topological_errors`) count pixels of this map.
 
     Shapes: (H, W) binary -> (H, W) uint8 :class:`Mismatch` codes.
     """
@@ -495,7 +525,8 @@ _SPLIT_MERGE = (Mismatch.SPLIT, Mismatch.MERGE)
 
 def warping_errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
     """Challenge warping error ("Minimum Splits and Mergers Warping error", [EVAL]; [J10]; [FIJI]
-    ``WarpingError.getMinimumSplitsAndMergersErrorValue`` with ``clusterByError = false``) and the error map.
+    ``WarpingError.getMinimumSplitsAndMergersErrorValue`` with ``clusterByError = false``, which sets
+    ``flags = MERGE + SPLIT``) and the error map. The number in the paper's Table 1.
 
     The truth is warped towards the prediction with simple-point flips (:func:`warp_truth`); of the pixels where
     they still differ, those classified SPLIT or MERGE (:func:`classify_mismatches`) are counted:
@@ -503,8 +534,15 @@ def warping_errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarr
     .. math:: \\text{warping error} = \\frac{|\\{p : \\text{mismatch}(p) \\in \\{\\text{split}, \\text{merge}\\}\\}|}
         {H \\cdot W}
 
-    Hole and object additions / deletions are not counted (see :func:`warping_mismatches` for all of them). 0 for
-    any prediction with the truth's topology, however its boundaries are displaced.
+    Hole and object additions / deletions are not counted (:func:`topological_errors` counts them too). 0 for any
+    prediction with the truth's topology, however its boundaries are displaced.
+
+    Degenerate predictions: **all membrane** scores 0 -- the warp shrinks every true cell to one pixel (deleting
+    an object's last pixel is not simple) and those leftovers are OBJECT_DELETION, not counted. The challenge never
+    met this case: its Fiji script only tried thresholds inside the probability map's range
+    (``floor(10 min) / 10 .. floor(10 (max - 0.1)) / 10``); :func:`threshold_sweep` avoids it likewise. **All
+    cell** scores > 0 for a truth with two or more cells: its membranes thin to lines that cannot be opened without
+    joining cells, and those pixels are MERGE (0.0355 on ISBI training slice 0, 136 cells).
 
     Shapes: ``pred``, ``truth`` (H, W) binary -> (float, (H, W) bool mask of the counted pixels).
     """
@@ -518,7 +556,78 @@ def warping_error(pred: np.ndarray, truth: np.ndarray) -> float:
     return warping_errors(pred, truth)[0]
 
 
+def topological_errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray]:
+    """Full topological (Jain) warping error and its error map ([J10] eq. for the warping error; [FIJI]
+    ``WarpingError.getMetricValue(threshold)``, "classic" warping error, which "counts all type of mismatches").
+
+    With L* the truth warped towards the prediction by simple-point flips (:func:`warp_truth`), every pixel where
+    they still differ is a topological error -- splits, mergers, hole additions / deletions, object additions /
+    deletions alike:
+
+    .. math:: \\text{topological error} = \\frac{\\|\\,\\hat L - L^*\\|^2}{H \\cdot W}
+        = \\frac{|\\{p : L^*(p) \\ne \\hat L(p)\\}|}{H \\cdot W} \\;\\ge\\; \\text{warping error}
+
+    (:math:`\\hat L` the binary prediction). 0 when the warp reaches the prediction, e.g. the same cells with
+    displaced boundaries.
+
+    Degenerate predictions: **all membrane** scores (number of true cells) / (H W), one leftover pixel per true cell
+    (OBJECT_DELETION; a cell with a hole keeps a ring around it, HOLE_DELETION pixels): 747 pixels, 0.00285, on
+    ISBI training slice 0 (136 cells, 3 with holes). **All cell** scores the pixels of the thinned membrane lines
+    that separate the true cells (MERGE), as :func:`warping_errors` does, plus one pixel per membrane blob enclosed
+    by a cell.
+
+    Shapes: ``pred``, ``truth`` (H, W) binary -> (float, (H, W) bool mask of the counted pixels).
+    """
+    kinds = warping_mismatches(pred, truth)
+    mask = kinds != Mismatch.NONE
+    return float(np.count_nonzero(mask)) / mask.size, mask
+
+
+def topological_error(pred: np.ndarray, truth: np.ndarray) -> float:
+    """The value of :func:`topological_errors` (all topological mismatch pixels / all pixels)."""
+    return topological_errors(pred, truth)[0]
+
+
 # --------------------------------------------------------------------------------------------- threshold sweep
+
+def degenerate_thresholds(prob: np.ndarray, thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS
+                          ) -> np.ndarray:
+    """Which thresholds give a degenerate prediction: ``prob > t`` holds no cell pixel or no membrane pixel in at
+    least one slice.
+
+    Such a prediction has no boundaries (or nothing but boundaries) and can score deceptively well: 0 split+merge
+    warping error for all membrane (:func:`warping_errors`), a fair pixel error for all cell when cells cover most
+    of the image. The challenge's Fiji script never tried such thresholds (it swept only
+    ``floor(10 min) / 10 .. floor(10 (max - 0.1)) / 10`` of the map's range); this is the same rule per slice and
+    for any grid.
+
+    Shapes: ``prob`` (H, W) or (N, H, W) -> (T,) bool.
+    """
+    prob = np.asarray(prob)
+    if prob.ndim == 2:
+        prob = prob[None]
+    if prob.ndim != 3:
+        raise ValueError(f"expected (H, W) or (N, H, W), got {prob.shape}")
+    thresholds = np.asarray(thresholds, dtype=np.float64).ravel()
+    flat = prob.reshape(prob.shape[0], -1)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)             # (N,)
+    # no cell pixel: max <= t; no membrane pixel: min > t
+    return np.any((hi[:, None] <= thresholds) | (lo[:, None] > thresholds), axis=0)
+
+
+def _select(curve: np.ndarray, higher_is_better: bool, degenerate: np.ndarray) -> tuple[int, bool]:
+    """Index of the best finite value of ``curve``, among the non-degenerate thresholds when one has a finite value
+    (ties: the lowest index); and whether the chosen one is degenerate. 0, False when nothing is finite."""
+    finite = np.isfinite(curve)
+    if not finite.any():
+        return 0, bool(degenerate[0])
+    allowed = finite & ~degenerate
+    if not allowed.any():
+        allowed = finite                                    # only degenerate thresholds have a value: say so
+    masked = np.where(allowed, curve, -np.inf if higher_is_better else np.inf)
+    best = int(np.argmax(masked) if higher_is_better else np.argmin(masked))
+    return best, bool(degenerate[best])
+
 
 def threshold_sweep(prob: np.ndarray, truth: np.ndarray, thresholds: Sequence[float] | np.ndarray = DEFAULT_THRESHOLDS,
                     metrics: Sequence[str] = METRICS, warping_at: str = "all") -> dict:
@@ -526,23 +635,31 @@ def threshold_sweep(prob: np.ndarray, truth: np.ndarray, thresholds: Sequence[fl
     challenge did ([FIJI] ``getMinimumMetricValue`` / ``get...MaximalFScore``: every metric is computed for
     ``prob > t`` at each t and the best value is reported; ties go to the lowest threshold).
 
+    Degenerate thresholds (:func:`degenerate_thresholds`: some slice is all cell or all membrane) are never chosen
+    while a non-degenerate threshold has a value; only when every threshold is degenerate is the best of them
+    chosen, and then its ``degenerate`` flag is True (and a RuntimeWarning is issued). This generalises the Fiji
+    script's rule of sweeping only thresholds inside the probability map's range, without which an all-membrane
+    prediction would win the challenge's warping error with 0.
+
     Stacks are aggregated as the challenge did, at each threshold over all slices together: pixel error, Rand error
-    and V_Rand from counts summed over slices (pairs only within a slice), warping error = counted pixels / all
-    pixels, V_Info = mean of the per-slice scores; then the best threshold is picked on that stack value (one
-    threshold for the whole stack, per metric).
+    and V_Rand from counts summed over slices (pairs only within a slice), warping and topological error = counted
+    pixels / all pixels, V_Info = mean of the per-slice scores; then the best threshold is picked on that stack
+    value (one threshold for the whole stack, per metric). The warping and the topological error share one warp of
+    the truth per slice and threshold.
 
     Args:
         prob: (H, W) or (N, H, W) float P(cell) in [0, 1].
         truth: same shape, binary, cell = nonzero (e.g. the 0/255 ISBI labels).
         thresholds: the t of ``prob > t``; default 0.0, 0.1, ..., 0.9 (the Fiji scripts' grid).
         metrics: any of :data:`METRICS`.
-        warping_at: ``"all"`` (every threshold) or ``"best_pixel_error"`` (only at the threshold that minimises the
-            pixel error, NaN elsewhere: the warping error is the costly one).
+        warping_at: ``"all"`` (every threshold) or ``"best_pixel_error"`` (only at the threshold chosen for the
+            pixel error, NaN elsewhere: the warping is the costly part).
 
     Returns:
-        ``{"thresholds": (T,), name: {"value": best stack value, "threshold": its t, "index": its index,
-        "curve": (T,) stack value per threshold, "per_slice": (N,) per-slice values at the chosen t,
-        "per_slice_curve": (N, T)}}`` for each requested metric.
+        ``{"thresholds": (T,), "degenerate_thresholds": [t, ...] (the degenerate ones, ascending),
+        name: {"value": best stack value, "threshold": its t, "index": its index, "degenerate": bool (the chosen t is
+        degenerate, i.e. all were), "curve": (T,) stack value per threshold, "per_slice": (N,) per-slice values at
+        the chosen t, "per_slice_curve": (N, T)}}`` for each requested metric.
     """
     prob = np.asarray(prob)
     truth = np.asarray(truth)
@@ -562,13 +679,14 @@ def threshold_sweep(prob: np.ndarray, truth: np.ndarray, thresholds: Sequence[fl
     truth = truth > 0
     truth_segs = [segment(t) for t in truth]
     wanted = set(metrics)
+    degenerate = degenerate_thresholds(prob, thresholds)
 
     # per-slice sufficient statistics, (N, T, k)
     pix = np.zeros((n, n_t, 5))
     rand = np.full((n, n_t, 4), np.nan)
     vrand = np.full((n, n_t, 4), np.nan)
     vinfo = np.full((n, n_t), np.nan)
-    warp = np.full((n, n_t, 2), np.nan)           # [counted pixels, all pixels]
+    warp = np.full((n, n_t, 3), np.nan)           # [split + merge pixels, all mismatch pixels, all pixels]
     for i in range(n):
         for j, t in enumerate(thresholds):
             pred = prob[i] > t
@@ -579,17 +697,17 @@ def threshold_sweep(prob: np.ndarray, truth: np.ndarray, thresholds: Sequence[fl
                 thin = thin_segment(pred)
                 vrand[i, j] = _rand_sums(thin, truth_segs[i])
                 vinfo[i, j] = _info_f_from(*_info_terms(thin, truth_segs[i]))
-    if "warping_error" in wanted:
+    if wanted & {"warping_error", "topological_error"}:
         if warping_at == "all":
             columns = range(n_t)
         else:
-            pooled = pix.sum(axis=0)
-            columns = [int(np.argmin([_pixel_error_from(c) for c in pooled]))]
+            pooled = np.array([_pixel_error_from(c) for c in pix.sum(axis=0)])
+            columns = [_select(pooled, False, degenerate)[0]]
         for i in range(n):
             for j in columns:
                 pred = prob[i] > thresholds[j]
-                err = np.isin(classify_mismatches(warp_truth(pred, truth[i]), pred), _SPLIT_MERGE)
-                warp[i, j] = (np.count_nonzero(err), err.size)
+                kinds = classify_mismatches(warp_truth(pred, truth[i]), pred)   # one warp for both metrics
+                warp[i, j] = (np.count_nonzero(np.isin(kinds, _SPLIT_MERGE)), np.count_nonzero(kinds), kinds.size)
 
     def stack_and_slices(name: str) -> tuple[np.ndarray, np.ndarray]:
         if name == "pixel_error":
@@ -604,15 +722,21 @@ def threshold_sweep(prob: np.ndarray, truth: np.ndarray, thresholds: Sequence[fl
             return (1 - f_stack, 1 - f_slice) if name == "rand_error" else (f_stack, f_slice)
         if name == "v_info":
             return vinfo.mean(0), vinfo
-        return warp[:, :, 0].sum(0) / warp[:, :, 1].sum(0), warp[:, :, 0] / warp[:, :, 1]
+        k = 0 if name == "warping_error" else 1
+        return warp[:, :, k].sum(0) / warp[:, :, 2].sum(0), warp[:, :, k] / warp[:, :, 2]
 
-    result: dict = {"thresholds": thresholds}
+    result: dict = {"thresholds": thresholds,
+                    "degenerate_thresholds": [float(t) for t in thresholds[degenerate]]}
+    flagged = []
     for name in metrics:
         curve, per_slice_curve = stack_and_slices(name)
-        if np.all(np.isnan(curve)):
-            best = 0
-        else:
-            best = int(np.nanargmax(curve) if name in HIGHER_IS_BETTER else np.nanargmin(curve))
+        best, is_degenerate = _select(curve, name in HIGHER_IS_BETTER, degenerate)
+        if is_degenerate:
+            flagged.append(f"{name} at t={thresholds[best]:g}")
         result[name] = {"value": float(curve[best]), "threshold": float(thresholds[best]), "index": best,
-                        "curve": curve, "per_slice": per_slice_curve[:, best], "per_slice_curve": per_slice_curve}
+                        "degenerate": is_degenerate, "curve": curve, "per_slice": per_slice_curve[:, best],
+                        "per_slice_curve": per_slice_curve}
+    if flagged:
+        warnings.warn("threshold_sweep: every threshold gives a degenerate prediction (a slice all cell or all "
+                      "membrane); chosen anyway: " + ", ".join(flagged), RuntimeWarning, stacklevel=2)
     return result

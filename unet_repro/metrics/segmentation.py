@@ -191,6 +191,21 @@ SEGMENTATION_METRICS: dict[str, Callable[[Confusion], float]] = {
 }
 
 
+def pooled_scores(preds: Iterable[np.ndarray] | np.ndarray,
+                  truths: Iterable[np.ndarray] | np.ndarray) -> dict[str, float]:
+    """Scores of all pixels of N images pooled (micro average: confusion counts summed over the images first), as
+    training reports its validation each epoch: ``iou`` and ``dice`` of the foreground, ``iou_background`` (of the
+    background class: the membranes of the EM data), and ``pixel_error`` = 1 - pixel accuracy (the fraction of wrong
+    pixels). Shapes as :func:`segmentation_report`."""
+    preds, truths = _images(preds), _images(truths)
+    if len(preds) != len(truths) or not preds:
+        raise ValueError(f"need as many predictions as truths (at least one), got {len(preds)} and {len(truths)}")
+    c = Confusion(*np.sum([confusion(p, t) for p, t in zip(preds, truths)], axis=0).tolist())
+    background = Confusion(tp=c.tn, fp=c.fn, fn=c.fp, tn=c.tp)
+    return {"iou": _iou(c), "dice": _dice(c), "iou_background": _iou(background),
+            "pixel_error": 1.0 - _pixel_accuracy(c)}
+
+
 def _images(masks: Iterable[np.ndarray] | np.ndarray) -> list[np.ndarray]:
     if isinstance(masks, np.ndarray):
         if masks.ndim < 3:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .segnet import SegNet
-from .unet import Block, Decoder, Encoder, UNet, UpBlock, center_crop, init_paper_
+from .unet import Block, Decoder, Encoder, UNet, UpBlock, center_crop, fan_in, init_paper_
 from .unet_variants import UNetDilated, UNetSame, UNetStrided, UNetUnpool, init_kaiming_, unet_widths
 
 
@@ -61,4 +61,5 @@ def build_model(name: str, **options: Any) -> nn.Module:
 
 
 __all__ = ["MODELS", "Block", "Decoder", "Encoder", "SegNet", "UNet", "UNetDilated", "UNetSame", "UNetStrided",
-           "UNetUnpool", "UpBlock", "build_model", "center_crop", "init_kaiming_", "init_paper_", "unet_widths"]
+           "UNetUnpool", "UpBlock", "build_model", "center_crop", "fan_in", "init_kaiming_", "init_paper_",
+           "unet_widths"]

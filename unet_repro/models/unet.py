@@ -179,13 +179,28 @@ class UNet(nn.Module):
         return int(m)
 
 
+def fan_in(layer: nn.Conv2d | nn.ConvTranspose2d) -> int:
+    """N of the paper's init: how many incoming nodes one output neuron of `layer` has.
+
+    A convolution sees ``k_h * k_w`` taps of each of its ``C_in / groups`` input channels. A transposed convolution
+    scatters each input pixel over a ``k_h x k_w`` patch with stride ``s``, so one output pixel receives only
+    ``ceil(k_h / s_h) * ceil(k_w / s_w)`` taps per input channel: the paper's 2x2, stride-2 up-convolution has
+    N = C_in, not 4 * C_in.
+    """
+    kh, kw = layer.kernel_size
+    c_in = layer.in_channels // layer.groups
+    if isinstance(layer, nn.ConvTranspose2d):
+        sh, sw = layer.stride
+        return c_in * math.ceil(kh / sh) * math.ceil(kw / sw)
+    return c_in * kh * kw
+
+
 def init_paper_(model: nn.Module) -> None:
-    """The paper's initialisation: every convolution's weights ~ N(0, sqrt(2/N)), N = k*k*C_in incoming nodes of a
-    neuron; biases zero. Applied once, at construction."""
+    """The paper's initialisation: every convolution's weights ~ N(0, sqrt(2/N)), N = `fan_in` (the incoming nodes
+    of one neuron: k*k*C_in for a convolution, C_in for the 2x2 stride-2 up-convolution); biases zero. Applied once,
+    at construction."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            c_in = m.in_channels
-            n = m.kernel_size[0] * m.kernel_size[1] * c_in
-            nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / n))
+            nn.init.normal_(m.weight, mean=0.0, std=math.sqrt(2.0 / fan_in(m)))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

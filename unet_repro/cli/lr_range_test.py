@@ -1,0 +1,164 @@
+"""Smith's learning-rate range test on a task's training data, with the network and optimizer of its preset.
+
+    python -m experiments.lr_range_test --task isbi --preset quick --iters 100
+    python -m experiments.lr_range_test --task isbi --preset paper --accumulate 4 --min-lr 1e-5 --max-lr 10
+    python -m experiments.lr_range_test --task ph2 --preset quick --model segnet
+
+The network, the optimizer (SGD with the preset's momentum, or Adam), the training tiles with the preset's
+augmentation, the loss and the precision are exactly those of training (`unet_repro.training`); the validation images
+are not used. The learning rate grows exponentially from --min-lr to --max-lr over --iters optimizer steps (each of
+--accumulate passes of --batch-size tiles). Writes lr_range.csv, lr_range.png and lr_range.json (suggestion, whether
+it is reliable, command, config, commit) to --out (default runs/lr_range-<task>-<preset>).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import RunFolderError, UsageError
+from ..losses import build_loss
+from ..lr_finder import SKIP_FRACTION, UnreliableSuggestionWarning, lr_range_test
+from ..tasks import TASKS, get_task
+from ..training import (autocast_bf16, build_model, build_optimizer, build_train_dataset, output_tile,
+                        resolve_device, seed_everything)
+from .common import (add_data_flags, add_train_flags, build_config, check_data, data_options, make_parser, provenance,
+                     run_main, show_config)
+
+PROG = "python -m experiments.lr_range_test"
+# Training flags that play no part in a range test (the LR is swept; nothing is validated or resumed).
+NOT_USED = ("lr", "epochs", "steps_per_epoch", "schedule", "patience", "monitor")
+OUTPUTS = ("lr_range.csv", "lr_range.png", "lr_range.json")
+
+
+def build_parser(argv: list[str] | None, prog: str | None = None) -> argparse.ArgumentParser:
+    # The presets and data flags (hence the rest of the parser) depend on --task: read it first.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task", choices=sorted(TASKS), default="isbi",
+                     help="whose data and presets (default: isbi)")
+    known, _ = pre.parse_known_args(argv)
+    task = get_task(known.task)
+    parser = make_parser(prog, PROG, __doc__)
+    parser.add_argument("--task", choices=sorted(TASKS), default="isbi", help="whose data and presets (default: isbi)")
+    add_train_flags(parser, task, skip=NOT_USED)
+    add_data_flags(parser, task)
+    run = parser.add_argument_group("run")
+    run.add_argument("--preset", choices=sorted(task.presets), default=None,
+                     help=f"starting configuration (default: {task.default_preset})")
+    run.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/lr_range-<task>-<preset>)")
+    run.add_argument("--overwrite", action="store_true", help="replace the results of an earlier range test in --out (default: refuse)")
+    run.add_argument("--show-config", action="store_true", help="print the effective configuration and exit")
+    test = parser.add_argument_group("range test")
+    test.add_argument("--min-lr", type=float, default=1e-6, help="LR of the first step (default 1e-6)")
+    test.add_argument("--max-lr", type=float, default=1.0, help="LR of the last step (default 1)")
+    test.add_argument("--iters", type=int, default=100, help="optimizer steps at most (default 100)")
+    test.add_argument("--beta", type=float, default=0.98, help="loss smoothing factor (default 0.98)")
+    test.add_argument("--diverge-factor", type=float, default=4.0,
+                      help="stop when the smoothed loss exceeds this multiple of its best (default 4)")
+    return parser
+
+
+def check_range_flags(args: argparse.Namespace) -> None:
+    if not 0 < args.min_lr < args.max_lr:
+        raise UsageError(f"need 0 < --min-lr < --max-lr, got {args.min_lr} and {args.max_lr}")
+    if args.iters < 2:
+        raise UsageError(f"--iters must be >= 2, got {args.iters}")
+    if not 0 <= args.beta < 1:
+        raise UsageError(f"--beta must be in [0, 1), got {args.beta}")
+    if args.diverge_factor <= 1:
+        raise UsageError(f"--diverge-factor must be > 1, got {args.diverge_factor}")
+
+
+def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
+    task = get_task(args.task)
+    check_range_flags(args)
+    args = argparse.Namespace(**{**vars(args), "resume": None})
+    root, info = check_data(task, args)
+    cfg = build_config(task, args, info)
+    if args.show_config:
+        show_config(cfg, note=f"(the learning rate is swept from --min-lr {args.min_lr} to --max-lr {args.max_lr})")
+        return {}
+    preset = args.preset or task.default_preset
+    out = args.out or Path("runs") / f"lr_range-{task.name}-{preset}"
+    if any((out / name).exists() for name in OUTPUTS) and not args.overwrite:
+        raise RunFolderError(f"{out} already holds a range test ({', '.join(n for n in OUTPUTS if (out / n).exists())});"
+                             f" choose another --out or pass --overwrite")
+    record = provenance(prog, argv)
+    cfg = replace(cfg, extra={"task": task.name, "preset": preset, "data_root": str(root) if root else None, **record})
+    splits = task.load(root, data_options(args))
+
+    # Set up as `unet_repro.training.train` does.
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    seed_everything(cfg.seed)
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    model.to(device)
+    if device.type == "cuda":
+        optimizer.load_state_dict(optimizer.state_dict())
+    augment = None
+    if cfg.augment:
+        from ..augment import paper_augmentation
+        augment = paper_augmentation()
+    # One tile per pass of the test: no tile is seen twice (the same tiles as the first epoch of training starts
+    # with, for the same seed).
+    dataset = build_train_dataset(cfg, splits.train.images, splits.train.labels, output_tile(model, cfg.tile),
+                                  args.iters * cfg.accumulate * cfg.batch_size, augment)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
+                                         num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    bf16 = autocast_bf16(cfg.bf16, device)
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableSuggestionWarning)  # printed below as a `warning:` line instead
+        result = lr_range_test(model, optimizer, loader, build_loss(cfg.loss), min_lr=args.min_lr,
+                               max_lr=args.max_lr, iters=args.iters, accumulate=cfg.accumulate, beta=args.beta,
+                               diverge_factor=args.diverge_factor, device=device,
+                               autocast_dtype=torch.bfloat16 if bf16 else None)
+    seconds = time.perf_counter() - t0
+
+    out.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out / "lr_range.csv")
+    momentum = f", momentum {cfg.momentum}" if cfg.optimizer == "sgd" else ""
+    result.plot(out / "lr_range.png",
+                title=f"LR range test: {task.name} {preset}, {cfg.model} ({cfg.optimizer}{momentum}, "
+                      f"{cfg.batch_size}x{cfg.accumulate} tiles/step)"
+                      + (", stopped: diverged" if result.stopped_early else ""))
+    i_min = int(np.nanargmin(result.smoothed)) if np.isfinite(result.smoothed).any() else None
+    summary = {
+        "suggested_lr": result.suggested_lr, "min_loss_lr": result.min_loss_lr,
+        "min_smoothed_loss": result.smoothed[i_min] if i_min is not None else None,
+        "reliable": result.reliable, "note": result.note,
+        "stopped_early": result.stopped_early, "iterations_run": len(result.lrs), "last_lr": result.lrs[-1],
+        "suggestion_rule": f"steepest descent of the smoothed loss vs log10(lr), between the first "
+                           f"{SKIP_FRACTION:.0%} of the points and the minimum",
+        "range_test": {"min_lr": args.min_lr, "max_lr": args.max_lr, "iters": args.iters, "beta": args.beta,
+                       "diverge_factor": args.diverge_factor, "accumulate": cfg.accumulate,
+                       "batch_size": cfg.batch_size},
+        "precision": "bf16 autocast" if bf16 else "float32", "seconds": round(seconds, 1),
+        **cfg.extra, "seed": cfg.seed, "config": asdict(cfg),
+    }
+    (out / "lr_range.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"suggested LR (steepest descent): {result.suggested_lr:.3g}; min-loss LR: {result.min_loss_lr:.3g}; "
+          f"{len(result.lrs)} of {args.iters} steps"
+          + (f", stopped at lr {result.lrs[-1]:.3g} (loss diverged)" if result.stopped_early else "")
+          + f"; {seconds:.0f} s; results in {out}")
+    if not result.reliable:
+        print(f"warning: the suggested LR {result.suggested_lr:.3g} is unreliable: {result.note}", file=sys.stderr)
+    return summary
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
+    parser = build_parser(argv, prog)
+    return run_main(lambda: run(parser.parse_args(argv), parser.prog, argv))
+
+
+__all__ = ["build_parser", "main", "run"]

@@ -1,0 +1,160 @@
+"""What a task (a dataset and how this project trains on it) is, and what every task shares.
+
+A `Task` is a small record: its name, the folder of its data under a data root, how to check that folder and what
+was expected there, how to load the train / validation / test splits, its presets (`TrainConfig`s) and the tile
+rule. `unet_repro.tasks.TASKS` registers them; the entry points never know a dataset's facts themselves.
+
+The data root of a task is found in this order: ``--data-root`` (the task's folder itself), ``$UNET_REPRO_DATA``
+(a folder holding ``isbi2012/``, ``ph2/``), the repository's ``datasets/`` (when running from a checkout).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from ..errors import DataError, DataNotFoundError
+from ..training.config import TrainConfig
+
+# The repository's datasets/ folder, when the package runs from a checkout (absent after a non-editable install).
+REPO_DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+DATA_ENV = "UNET_REPRO_DATA"
+# The largest input tile the tile rule picks: the paper's 572 (388 output) for the valid U-Net; 512 for the
+# size-preserving networks.
+MAX_TILE_VALID = 572
+MAX_TILE_SAME = 512
+
+
+@dataclass
+class Images:
+    """N images with their binary labels (None for an unlabelled test set) and names.
+
+    ``images``: N arrays (H, W) or (H, W, C) uint8 (a stack (N, H, W[, C]) when all share a size); ``labels``: N
+    arrays (H, W) uint8 in {0, 1} (foreground = 1: cells for ISBI, lesions for PH2); ``names``: N strings.
+    """
+
+    images: np.ndarray | list[np.ndarray]
+    labels: np.ndarray | list[np.ndarray] | None
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, index: Sequence[int]) -> Images:
+        pick = list(index)
+
+        def take(a):
+            return a[pick] if isinstance(a, np.ndarray) else [a[i] for i in pick]
+        return Images(take(self.images), None if self.labels is None else take(self.labels),
+                      [self.names[i] for i in pick])
+
+
+@dataclass
+class Splits:
+    """The images a run trains on, validates on each epoch, and is tested on once (``test`` may be unlabelled or
+    None), and a description of the split for the run's records (e.g. the names in each part)."""
+
+    train: Images
+    val: Images
+    test: Images | None
+    description: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read and split a task's data (the data flags of the entry points; each task uses its own)."""
+
+    size: int | None = None  # resize every image to size x size (PH2, own data); None: native size
+    split_seed: int = 0  # seed of a random split (PH2, own data)
+    val_slices: int = 5  # ISBI: the last N training slices are held out
+    images: Path | None = None  # own data: folder of images
+    masks: Path | None = None  # own data: folder of masks, paired with the images by file name
+    val_fraction: float = 0.2  # own data
+    test_fraction: float = 0.2  # own data
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a task's `check` learnt without loading all the data: the image shape the run will see (H, W, C) (the
+    largest one when sizes differ) and how many labelled images there are."""
+
+    shape: tuple[int, int, int]
+    count: int
+    source: str  # where it was read from, for the run's records
+
+
+@dataclass(frozen=True)
+class Task:
+    """A dataset and how this project trains on it. See the module docstring."""
+
+    name: str
+    title: str
+    data_dir: str | None  # folder name under a data root ("isbi2012"); None: the task's flags say where
+    expected: str  # what its folder must hold, for messages
+    how_to_get: str  # where to get it, for messages
+    presets: Mapping[str, TrainConfig]
+    default_preset: str
+    data_flags: tuple[str, ...]  # the DataOptions fields its commands offer as flags
+    check: Callable[[Path | None, DataOptions], DataInfo]  # raises DataNotFoundError / DataError, naming the file
+    load: Callable[[Path | None, DataOptions], Splits]
+
+    def preset(self, name: str) -> TrainConfig:
+        return self.presets[name]
+
+
+def find_data_root(task: Task, given: Path | None = None) -> Path | None:
+    """The task's data folder: `given` (``--data-root``), else ``$UNET_REPRO_DATA/<data_dir>``, else the
+    repository's ``datasets/<data_dir>``. A task without a data folder returns None."""
+    if task.data_dir is None:
+        return None
+    if given is not None:
+        return Path(given)
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env) / task.data_dir
+    return REPO_DATASETS / task.data_dir
+
+
+def missing_data(task: Task, root: Path, what: str | None = None) -> DataNotFoundError:
+    """The error for a task's data that is not at `root`: where it was looked for, what was expected, how to get
+    it and how to point the code at it."""
+    return DataNotFoundError(
+        f"{task.title} data not found at {root}" + (f" ({what})" if what else "") + f"; expected {task.expected}. "
+        f"{task.how_to_get} Then pass --data-root DIR (the folder itself) or set {DATA_ENV} to the folder that holds "
+        f"{task.data_dir}/ (see datasets/README.md)")
+
+
+def default_tile(model: nn.Module, image_shape: tuple[int, ...]) -> int:
+    """The tile rule: the input tile side a run uses for `model` on images of `image_shape` (H, W[, C]).
+
+    The paper's valid-convolution U-Net: 572 (a 388 output tile with 92 px of mirrored context), or, for images no
+    larger than 388, the smallest input whose output covers the whole image. Size-preserving networks: 512, or the
+    smallest multiple of 2**depth covering an image no larger than that.
+    """
+    side = max(image_shape[:2])
+    if not hasattr(model, "input_size"):
+        return min(side, MAX_TILE_SAME)
+    valid = getattr(model, "padding", "same") == "valid"
+    largest = _largest_valid_input(model, MAX_TILE_VALID if valid else MAX_TILE_SAME)
+    if side <= model.output_size(largest):
+        out = side
+        while True:  # the smallest valid output side covering the image; output sides are dense enough to stop soon
+            try:
+                return model.input_size(out)
+            except ValueError:
+                out += 1
+    return largest
+
+
+def _largest_valid_input(model: nn.Module, upper: int) -> int:
+    for n in range(upper, 0, -1):
+        try:
+            model.output_size(n)
+            return n
+        except ValueError:
+            continue
+    raise ValueError(f"no valid input size up to {upper} for {type(model).__name__}")

@@ -1,0 +1,70 @@
+"""PH2 dermoscopy lesions (Mendonça et al. 2013): the baselines' benchmark.
+
+200 RGB images with lesion masks, resized to ``size`` x ``size`` (256 by default) and split 100 / 50 / 50 with a
+seed, as the studies this project compares with do. PH2 is not shipped (research terms): see datasets/README.md.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..data.ph2 import IMAGES_DIR, load_ph2, split_ph2
+from ..training.config import TrainConfig
+from .base import DataInfo, DataOptions, Images, Splits, Task, missing_data
+
+SPLIT_SIZES = (100, 50, 50)
+DEFAULT_SIZE = 256
+
+
+def _preset(**kw) -> TrainConfig:
+    # One epoch = 100 training images in batches of 8 (sampled with replacement by seed, like every run here).
+    base = dict(model="unet_same", loss="bce", in_channels=3, widths=(), dropout=0.0, tile=DEFAULT_SIZE,
+                optimizer="adam", momentum=0.9, batch_size=8, accumulate=1,
+                steps_per_epoch=math.ceil(SPLIT_SIZES[0] / 8), monitor="iou")
+    return TrainConfig(**{**base, **kw})
+
+
+PRESETS = {
+    # Narrow networks (base width 8) and a very short schedule, so that the whole grid of experiments.ph2 (35 runs)
+    # fits in about half an hour on 2 CPU cores: it shows the pipeline, not the architectures' potential.
+    "quick": _preset(base_width=8, epochs=3, patience=0, lr=1e-3),
+    # Full-width networks, long training with early stopping: for a GPU.
+    "full": _preset(base_width=64, epochs=150, patience=20, lr=1e-4),
+}
+
+
+def check(root: Path | None, options: DataOptions) -> DataInfo:
+    """The original PH2 layout is there (the cases themselves are checked, by name, when they are read)."""
+    if root is None or not (Path(root) / IMAGES_DIR).is_dir():
+        raise missing_data(TASK, Path(root), f"no '{IMAGES_DIR}' folder")
+    cases = [p for p in (Path(root) / IMAGES_DIR).iterdir() if p.is_dir() and p.name.startswith("IMD")]
+    if len(cases) < sum(SPLIT_SIZES):
+        raise missing_data(TASK, Path(root), f"{len(cases)} IMDxxx case folders, the protocol needs "
+                                             f"{sum(SPLIT_SIZES)}")
+    size = options.size or DEFAULT_SIZE
+    return DataInfo(shape=(size, size, 3), count=len(cases), source=str(root))
+
+
+def load(root: Path | None, options: DataOptions) -> Splits:
+    """The seeded 100 / 50 / 50 split of the resized cases (the names in each part: ``description``)."""
+    data = load_ph2(root, size=options.size or DEFAULT_SIZE)
+    everything = Images(data.images, data.masks, list(data.names))
+    split = split_ph2(data.names, seed=options.split_seed, sizes=SPLIT_SIZES)
+    index = {n: i for i, n in enumerate(data.names)}
+    parts = {k: everything.subset([index[n] for n in names]) for k, names in split.items()}
+    return Splits(parts["train"], parts["val"], parts["test"], split)
+
+
+TASK = Task(
+    name="ph2",
+    title="PH2",
+    data_dir="ph2",
+    expected="'PH2 Dataset images/IMDxxx/...' (the original PH2 layout, 200 cases)",
+    how_to_get="PH2 is not shipped (research terms): download PH2Dataset.rar from the ADDI project "
+               "(www.fc.up.pt/addi/ph2 database.html) and unpack it.",
+    presets=PRESETS,
+    default_preset="quick",
+    data_flags=("size", "split_seed"),
+    check=check,
+    load=load,
+)
