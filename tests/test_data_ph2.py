@@ -97,3 +97,57 @@ def test_real_ph2(tmp_path):
     fraction = data.masks.mean(axis=(1, 2))
     assert fraction.min() > 0.02 and fraction.max() < 1.0  # every image has a lesion, none fills the whole image
     assert 0.15 < fraction.mean() < 0.5
+
+
+# -- the portable cache (a machine without the PH2 folder: benchmarks/gpu_session.sh) ------------------------------
+
+def synthetic_ph2(n: int, size: int, seed: int = 0):
+    from unet_repro.data.ph2 import PH2Data
+    rng = np.random.default_rng(seed)
+    return PH2Data(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+                   (rng.random((n, size, size)) < 0.3).astype(np.uint8), [f"IMD{i:03d}" for i in range(n)])
+
+
+def test_portable_cache_round_trip_is_exact_and_checked(ph2_root, tmp_path):
+    from unet_repro.data.ph2 import load_ph2_cache, save_ph2_cache
+    from unet_repro.errors import DataError
+    data = load_ph2(ph2_root, size=32, cache_dir=tmp_path / "cache")
+    path = save_ph2_cache(data, tmp_path / "portable" / "ph2_32.npz")
+    again = load_ph2_cache(path, size=32)
+    assert np.array_equal(again.images, data.images) and again.images.dtype == np.uint8
+    assert np.array_equal(again.masks, data.masks) and again.names == data.names
+    with pytest.raises(DataError, match="holds PH2 at 32x32, not the 64x64"):
+        load_ph2_cache(path, size=64)
+    (tmp_path / "bad.npz").write_bytes(b"not a cache")
+    with pytest.raises(DataError, match="is not a PH2 cache file"):
+        load_ph2_cache(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_ph2_cache(tmp_path / "missing.npz")
+
+
+def test_env_cache_and_standin_folder_replace_the_data(tmp_path, monkeypatch):
+    # What the GPU kit does: the cache travels, the data folder does not. The PH2 task checks and loads the
+    # stand-in folder (200 empty case folders) and gets the cache's arrays, without decoding any image.
+    from unet_repro.data import ph2
+    from unet_repro.tasks import PH2, DataOptions
+    data = synthetic_ph2(200, 8)
+    cache = ph2.save_ph2_cache(data, tmp_path / "ph2_8.npz")
+    standin = ph2.write_ph2_standin(cache, tmp_path / "standin")
+    assert sorted(p.name for p in (standin / IMAGES_DIR).iterdir()) == data.names
+    monkeypatch.setenv(ph2.PH2_CACHE_ENV, str(cache))
+    monkeypatch.setattr(ph2, "read_case", lambda *a: pytest.fail("decoded an image despite the cache"))
+    options = DataOptions(size=8)
+    assert PH2.check(standin, options).count == 200
+    splits = PH2.load(standin, options)
+    assert [len(splits.train), len(splits.val), len(splits.test)] == [100, 50, 50]
+    i = data.names.index(splits.test.names[0])
+    assert np.array_equal(splits.test.images[0], data.images[i]) and np.array_equal(splits.test.labels[0], data.masks[i])
+
+
+def test_env_cache_of_other_cases_is_refused(ph2_root, tmp_path, monkeypatch):
+    from unet_repro.data import ph2
+    from unet_repro.errors import DataError
+    cache = ph2.save_ph2_cache(synthetic_ph2(3, 32), tmp_path / "other.npz")
+    monkeypatch.setenv(ph2.PH2_CACHE_ENV, str(cache))
+    with pytest.raises(DataError, match="holds 3 cases .* holds 6 other ones"):
+        load_ph2(ph2_root, size=32)

@@ -167,3 +167,12 @@ def test_segmentation_report_errors():
         segmentation_report([], [])
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         segmentation_report(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+def test_pooled_scores_sum_the_counts_over_images_first():
+    from unet_repro.metrics import pooled_scores
+    a_pred, a_true = np.array([[1, 1], [0, 0]]), np.array([[1, 0], [0, 0]])   # tp 1, fp 1, fn 0, tn 2
+    b_pred, b_true = np.array([[0, 0], [0, 1]]), np.array([[1, 1], [0, 1]])   # tp 1, fp 0, fn 2, tn 1
+    s = pooled_scores([a_pred, b_pred], [a_true, b_true])                      # tp 2, fp 1, fn 2, tn 3
+    assert s["iou"] == pytest.approx(2 / 5) and s["dice"] == pytest.approx(4 / 7)
+    assert s["iou_background"] == pytest.approx(3 / 6) and s["pixel_error"] == pytest.approx(3 / 8)

@@ -296,7 +296,7 @@ def test_no_progress_bars_when_not_on_a_terminal(isbi_root, tmp_path, capsys):
     isbi.main(["--data-root", str(isbi_root), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY])
     out = capsys.readouterr()
     assert "\r" not in out.out + out.err and "it/s" not in out.out + out.err
-    assert "epoch 1/1: train loss" in out.out
+    assert "epoch 0 (1 of 1): train loss" in out.out
 
 
 def test_curves_name_the_real_loss_and_show_a_single_epoch(tmp_path, monkeypatch):
@@ -325,3 +325,9 @@ def test_probability_panels_have_a_fixed_scale_and_a_labelled_colour_bar(tmp_pat
     assert prob_ax.images[0].get_clim() == (0.0, 1.0)
     colour_bar = seen[0].axes[2]
     assert colour_bar.get_ylabel() == "P(foreground)"
+
+
+def test_a_resume_cannot_change_the_data(run_dir, capsys):
+    before = files(run_dir)
+    code, err = fails(isbi.main, ["--resume", str(run_dir / "last.pt"), "--epochs", "3", "--val-slices", "2"], capsys)
+    assert code == 2 and "--val-slices 2 differs from the resumed run's 1" in err and files(run_dir) == before

@@ -35,6 +35,7 @@ PROG = "python -m experiments.ph2"
 ALL_MODELS = ["unet", "unet_same", "unet_strided", "unet_unpool", "unet_dilated", "segnet", "segnet_nearest"]
 ALL_LOSSES = ["bce", "dice", "focal", "tversky", "combo"]
 GRIDS = {"quick": dict(models=ALL_MODELS, losses=ALL_LOSSES, seeds=[0]),
+         "cpu": dict(models=["unet_same"], losses=["tversky"], seeds=[0, 1, 2]),
          "full": dict(models=ALL_MODELS, losses=ALL_LOSSES, seeds=[0, 1, 2])}
 
 
@@ -42,11 +43,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = make_parser(prog, PROG, __doc__)
     grid = parser.add_argument_group("grid")
     grid.add_argument("--models", type=name_list, metavar="A,B",
-                      help=f"networks, from {', '.join(ALL_MODELS)} (presets: all)")
+                      help=f"networks, from {', '.join(ALL_MODELS)} (presets: quick, full: all; cpu: unet_same)")
     grid.add_argument("--losses", type=name_list, metavar="A,B",
-                      help=f"losses, from {', '.join(ALL_LOSSES)} (presets: all)")
+                      help=f"losses, from {', '.join(ALL_LOSSES)} (presets: quick, full: all; cpu: tversky)")
     grid.add_argument("--seeds", type=lambda s: [int(v) for v in name_list(s)], metavar="0,1",
-                      help="seeds (presets: quick: 0, full: 0,1,2)")
+                      help="seeds (presets: quick: 0; cpu, full: 0,1,2)")
     add_train_flags(parser, PH2, skip=("model", "loss", "seed", "widths"))
     add_data_flags(parser, PH2)
     add_run_flags(parser, PH2, resume=False)

@@ -90,8 +90,15 @@ def with_saved_data_flags(task: Task, args: argparse.Namespace, resume: Path) ->
     extra = load_checkpoint(resume, task=task.name)["config"].get("extra", {}) or {}
     saved = {}
     for key in (*task.data_flags, "data_root"):
-        if getattr(args, key, None) is None and extra.get(key) is not None:
-            saved[key] = Path(extra[key]) if key in ("images", "masks", "data_root") else extra[key]
+        given, old = getattr(args, key, None), extra.get(key)
+        if old is None:
+            continue
+        old = Path(old) if key in ("images", "masks", "data_root") else old
+        if given is None:
+            saved[key] = old
+        elif key != "data_root" and given != old:  # the data may move, but not change
+            raise UsageError(f"--{key.replace('_', '-')} {given} differs from the resumed run's {old}; a resumed run "
+                             f"reads its data as it was first read: leave the flag out")
     if "data_root" in saved and not saved["data_root"].exists():  # moved since: look for it as a new run would
         del saved["data_root"]
     return argparse.Namespace(**{**vars(args), **saved})

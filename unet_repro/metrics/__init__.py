@@ -39,6 +39,7 @@ from .segmentation import (
     iou,
     iou_threshold_sweep,
     pixel_accuracy,
+    pooled_scores,
     segmentation_report,
     sensitivity,
     specificity,
@@ -53,6 +54,6 @@ __all__ = [
     "topological_error", "topological_errors", "v_rand_v_info", "warp_truth", "warping_error", "warping_errors",
     "warping_mismatches",
     "COCO_IOU_THRESHOLDS", "ISIC_JACCARD_THRESHOLD", "SEGMENTATION_METRICS", "Confusion", "IoUSweep", "confusion",
-    "dice", "iou", "iou_threshold_sweep", "pixel_accuracy", "segmentation_report", "sensitivity", "specificity",
-    "thresholded_jaccard", "thresholded_jaccard_per_image",
+    "dice", "iou", "iou_threshold_sweep", "pixel_accuracy", "pooled_scores", "segmentation_report", "sensitivity",
+    "specificity", "thresholded_jaccard", "thresholded_jaccard_per_image",
 ]

@@ -391,8 +391,8 @@ def _train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.n
             save_checkpoint(run_dir / "last.pt", state)
             write_config()  # the settings last.pt was made with (a resumed run's changes included)
             plot_curves(metrics_path, run_dir / "curves.png", cfg.loss, title=str(run_dir))
-            log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val loss {val['loss']:.4f}, "
-                f"val IoU {val['iou']:.4f}, val pixel error {val['pixel_error']:.4f}, lr {row['lr']:.3g}, "
+            log(f"epoch {epoch} ({epoch + 1} of {cfg.epochs}): train loss {row['train_loss']:.4f}, "
+                f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f}, val pixel error {val['pixel_error']:.4f}, lr {row['lr']:.3g}, "
                 f"{summary_rate:.2f} tiles/s, {row['epoch_s']:.0f} s"
                 + (", best so far: saved best.pt" if improved else f", no improvement for {bad_epochs} epoch(s)"))
         stop_reason = broadcast(stop_reason, dist)  # rank 0 decides for all
