@@ -47,8 +47,11 @@ def isbi_root(tmp_path: Path) -> Path:
 
 
 def real_data_root(name: str) -> Path:
-    """``$UNET_REPRO_DATA/<name>``, or skip the test when the real data is not there."""
-    root = os.environ.get("UNET_REPRO_DATA")
-    if not root or not (Path(root) / name).is_dir():
-        pytest.skip(f"real data not available (set UNET_REPRO_DATA to a folder holding {name}/)")
-    return Path(root) / name
+    """Where the code finds dataset `name` (``$UNET_REPRO_DATA/<name>``, else the repository's shipped
+    ``datasets/<name>``), or skip the test when the real data is not there."""
+    from unet_repro.tasks.base import DATA_ENV, REPO_DATASETS
+    env = os.environ.get(DATA_ENV)
+    root = Path(env) / name if env else REPO_DATASETS / name
+    if not root.is_dir():
+        pytest.skip(f"real data not available (set {DATA_ENV} to a folder holding {name}/)")
+    return root

@@ -228,8 +228,9 @@ def render_report(s: dict, folds: list[int], per_fold: dict, info: dict, figures
             fmt_flagged(per_fold[k][m], per_fold[k]["degenerate"][m]) for m, _ in COLUMNS) + " |")
     thresholds = " | ".join(f"{s['pooled_thresholds'][m]:.1f}" for m, _ in COLUMNS)
     degenerate_note = degenerate_sentences(s, folds, per_fold)
-    reduced = (f"**Reduced protocol:** {len(folds)} of {s['folds_total']} folds were run (folds "
-               f"{', '.join(map(str, folds))}), each with the `{info[folds[0]].get('preset')}` preset "
+    ran = (f"fold {folds[0]} of {s['folds_total']} was run" if len(folds) == 1 else
+           f"{len(folds)} of {s['folds_total']} folds were run (folds {', '.join(map(str, folds))})")
+    reduced = (f"**Reduced protocol:** {ran}, with the `{info[folds[0]].get('preset')}` preset "
                f"({cfg.get('epochs')} epochs x {cfg.get('steps_per_epoch')} tiles, widths "
                f"{tuple(cfg.get('widths', ()))}).\n" if len(folds) < s["folds_total"] else
                f"All {s['folds_total']} folds were run with the `{info[folds[0]].get('preset')}` preset.\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .soft_counts import soft_probabilities
+
 
 class DiceLoss(nn.Module):
     """One minus the soft Dice coefficient of ``p = sigmoid(z)`` and the target ``t``.
@@ -38,13 +40,7 @@ class DiceLoss(nn.Module):
         self.per_image = bool(per_image)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        if logits.shape != target.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
-        if logits.ndim < 2:
-            raise ValueError(f"expected a batch (B, 1, H, W), got shape {tuple(logits.shape)}")
-        p = torch.sigmoid(logits)
-        t = target.to(p.dtype)
-        dims = tuple(range(1, p.ndim)) if self.per_image else tuple(range(p.ndim))
+        p, t, dims = soft_probabilities(logits, target, self.per_image)
         intersection = (p * t).sum(dims)
         denominator = p.sum(dims) + t.sum(dims)
         dice = (2 * intersection + self.smooth) / (denominator + self.smooth)

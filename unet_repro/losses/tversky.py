@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .soft_counts import soft_probabilities
+
 
 class TverskyLoss(nn.Module):
     """One minus the soft Tversky index of ``p = sigmoid(z)`` and the target ``t``.
@@ -42,13 +44,7 @@ class TverskyLoss(nn.Module):
         self.per_image = bool(per_image)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        if logits.shape != target.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
-        if logits.ndim < 2:
-            raise ValueError(f"expected a batch (B, 1, H, W), got shape {tuple(logits.shape)}")
-        p = torch.sigmoid(logits)
-        t = target.to(p.dtype)
-        dims = tuple(range(1, p.ndim)) if self.per_image else tuple(range(p.ndim))
+        p, t, dims = soft_probabilities(logits, target, self.per_image)
         tp = (p * t).sum(dims)
         fp = (p * (1 - t)).sum(dims)
         fn = ((1 - p) * t).sum(dims)
