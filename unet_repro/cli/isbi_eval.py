@@ -74,8 +74,8 @@ def save_slice_figure(path: Path, title: str, image: np.ndarray, truth: np.ndarr
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("P(cell)")
     axes[1].set_title("P(cell)", fontsize=9)
     axes[2].imshow(error_overlay(image, truth > 0, pred))
-    axes[2].set_title(f"errors at t={threshold:.1f}: red = false membrane, blue = missed membrane,\n"
-                      f"yellow = split/merge (warping error)", fontsize=9)
+    axes[2].set_title(f"errors at threshold {threshold:.1f}\nred: false membrane, blue: missed membrane\n"
+                      f"yellow: split/merge (warping error)", fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
