@@ -293,10 +293,10 @@ elif cmd == "bench-summary":  # DIR with train_b1.txt, train_b8.txt, inference.t
         ach = re.search(r"^achieved: (.*)$", text, re.M)
         if row:
             rate, step, data_s = float(row[1]), float(row[2]), float(row[3])
-            # train_step prints its medians to 0.01 s: "keeps up" = no more than that, or 10% of a step, waiting
-            keep_up = ("the data workers keep up" if data_s <= max(0.01, 0.1 * step) else
+            # "keeps up" = the step waits for data no more than 10% of its time (or 1 ms)
+            keep_up = ("the data workers keep up" if data_s <= max(0.001, 0.1 * step) else
                        "the data workers do NOT keep up (the step waits for data)")
-            print(f"- batch {b}: {rate:.1f} tiles/s, {step:.2f} s/step of which {data_s:.2f} s waiting for data: "
+            print(f"- batch {b}: {rate:.1f} tiles/s, {step * 1000:.1f} ms/step of which {data_s * 1000:.1f} ms waiting for data: "
                   f"{keep_up}; {ach[1] if ach else 'no TFLOP/s line (not on CUDA)'}")
             if b == 1 and rate > 0:
                 need = 60 * 250 / rate

@@ -186,8 +186,9 @@ def time_baseline(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, step
 
 
 def print_row(name: str, t: Timings, batch: int) -> None:
-    print(f"{name:<44} {batch / t.median():>8.3f} {t.median():>8.2f} {t.median('data'):>8.2f} "
-          f"{t.median('weightmap'):>12.2f} {t.median('compute'):>10.2f}")
+    # 4 decimals: a GPU step takes a few hundredths of a second
+    print(f"{name:<44} {batch / t.median():>8.3f} {t.median():>8.4f} {t.median('data'):>8.4f} "
+          f"{t.median('weightmap'):>12.4f} {t.median('compute'):>10.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,8 +117,9 @@ class LRRangeResult:
             ax.axvline(self.suggested_lr, color="tab:red", ls="--", lw=1.5,
                        label=f"suggestion (steepest descent): lr={self.suggested_lr:.2e}"
                              + ("" if self.reliable else " - UNRELIABLE, see note"))
-            ax.annotate(f"{self.suggested_lr:.2e}", xy=(self.suggested_lr, 0.97), xycoords=("data", "axes fraction"),
-                        xytext=(4, 0), textcoords="offset points", color="tab:red", va="top")
+            # at the bottom: the legend takes the top left, where a suggestion usually lies
+            ax.annotate(f"{self.suggested_lr:.2e}", xy=(self.suggested_lr, 0.03), xycoords=("data", "axes fraction"),
+                        xytext=(4, 0), textcoords="offset points", color="tab:red", va="bottom")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss")

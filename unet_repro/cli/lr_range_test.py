@@ -128,8 +128,11 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     result.to_csv(out / "lr_range.csv")
     momentum = f", momentum {cfg.momentum}" if cfg.optimizer == "sgd" else ""
+    size = cfg.model_options()  # the network really tested: --widths / --base-width may override the preset's
+    width = ("widths " + ",".join(map(str, size["widths"])) if "widths" in size else
+             f"base width {size['base_width']}")
     result.plot(out / "lr_range.png",
-                title=f"LR range test: {task.name} {preset}, {cfg.model} ({cfg.optimizer}{momentum}, "
+                title=f"LR range test: {task.name} {preset}, {cfg.model} {width}\n({cfg.optimizer}{momentum}, "
                       f"{cfg.batch_size}x{cfg.accumulate} tiles/step)"
                       + (", stopped: diverged" if result.stopped_early else ""))
     i_min = int(np.nanargmin(result.smoothed)) if np.isfinite(result.smoothed).any() else None
