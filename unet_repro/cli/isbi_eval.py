@@ -30,7 +30,7 @@ from ..metrics.isbi import DEFAULT_THRESHOLDS, Mismatch, threshold_sweep, warpin
 from ..tasks import ISBI, DataOptions, find_data_root
 from ..tasks.isbi import load_all, load_test
 from ..training import load_trained, progress
-from .common import git_commit, make_parser, run_main
+from .common import git_commit, make_parser, run_main, save_panels
 
 PROG = "python -m experiments.isbi_eval"
 
@@ -58,30 +58,6 @@ def error_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.
     topo = np.isin(mismatches, [Mismatch.SPLIT, Mismatch.MERGE])
     rgb[ndimage.binary_dilation(topo, iterations=3)] = (1.0, 0.9, 0.0)
     return (rgb * 255).astype(np.uint8)
-
-
-def save_slice_figure(path: Path, title: str, image: np.ndarray, truth: np.ndarray, prob: np.ndarray,
-                      threshold: float) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pred = prob > threshold
-    fig, axes = plt.subplots(1, 3, figsize=(14, 5.0))
-    axes[0].imshow(image, cmap="gray")
-    axes[0].set_title("image", fontsize=9)
-    shown = axes[1].imshow(prob, cmap="viridis", vmin=0.0, vmax=1.0)
-    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("P(cell)")
-    axes[1].set_title("P(cell)", fontsize=9)
-    axes[2].imshow(error_overlay(image, truth > 0, pred))
-    axes[2].set_title(f"errors at threshold {threshold:.1f}\nred: false membrane, blue: missed membrane\n"
-                      f"yellow: split/merge (warping error)", fontsize=9)
-    for ax in axes:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def fmt(v: float) -> str:
@@ -155,9 +131,14 @@ def evaluate_run(run: Path, data_root: Path, predict_test: bool = False, tta: bo
         j = info[k]["validation_slices"].index(i)
         prob = read_probs(run / f"fold_{k}" / "heldout_prob.tif")[j]
         name = f"{tag}_slice_{i:02d}.png"
-        save_slice_figure(run / name, f"{tag} held-out slice {i} (fold {k}): pixel error {row['pixel_error']:.4f}, "
-                                      f"Rand error {row['rand_error']:.4f}",
-                          data.images[i], data.labels[i], prob, pooled["pixel_error"]["threshold"])
+        threshold = pooled["pixel_error"]["threshold"]
+        errors = (f"errors at threshold {threshold:.1f}\nred: false membrane, blue: missed membrane\n"
+                  f"yellow: split/merge (warping error)")
+        save_panels(run / name, [("image", data.images[i]), ("P(cell)", prob),
+                                 (errors, error_overlay(data.images[i], data.labels[i] > 0, prob > threshold))],
+                    probability=("P(cell)",),
+                    title=f"{tag} held-out slice {i} (fold {k}): pixel error {row['pixel_error']:.4f}, "
+                          f"Rand error {row['rand_error']:.4f}")
         figures.append((tag, i, name))
     predict_test_path = None
     if predict_test:
