@@ -510,6 +510,17 @@ stage_lr_range() {
   end_stage DONE "$line"
 }
 
+# The end of a training stage: pack its keep bundle (finished units travel to a fresh machine), then report.
+end_training_stage() {  # end_training_stage KIND RUN_DIR DONE_DETAIL CONTINUE_DETAIL
+  local rc=$RC
+  keep pack-keep "$1" "$2" "$OUT/$1.keep.tgz" "$TINY" "$COMMIT" || return 0
+  RC=$rc
+  if (( RC == 0 )); then end_stage DONE "$3"
+  elif timed_out; then end_stage CONTINUE "$4"
+  else end_stage FAILED "exit $RC: $(error_line)"
+  fi
+}
+
 isbi_stage() {  # isbi_stage NAME [--fold-list 5]
   need_cuda || return 0
   local name=$1; shift
@@ -537,16 +548,9 @@ isbi_stage() {  # isbi_stage NAME [--fold-list 5]
   if [[ $name == isbi-paper && -f $ISBI_RUN/fold_5/curves.png ]]; then
     cp "$ISBI_RUN/fold_5/curves.png" "$OUT/isbi-paper.curves.png"
   fi
-  local rc=$RC
-  keep pack-keep isbi "$ISBI_RUN" "$OUT/isbi.keep.tgz" "$TINY" "$COMMIT" || return 0
-  RC=$rc
-  if (( RC == 0 )); then
-    end_stage DONE "$(grep -o 'pooled over .*; report' "$LOG" | tail -n 1 | sed 's/; report$//' || echo 'report written')"
-  elif timed_out; then
-    end_stage CONTINUE "stopped at the time limit; call again within 30 s (warm machine) to resume the fold in progress"
-  else
-    end_stage FAILED "exit $RC: $(error_line)"
-  fi
+  end_training_stage isbi "$ISBI_RUN" \
+    "$(grep -o 'pooled over .*; report' "$LOG" | tail -n 1 | sed 's/; report$//' || echo 'report written')" \
+    "stopped at the time limit; call again within 30 s (warm machine) to resume the fold in progress"
 }
 stage_isbi_paper() { isbi_stage isbi-paper --fold-list 5; }
 stage_isbi_cv() { isbi_stage isbi-cv; }
@@ -582,7 +586,9 @@ stage_ph2_grid() {
   done
   note ""
   note "## Grid (\`$PH2_RUN\`, data: \`$PH2_CACHE\`)"
-  kit_py ph2-progress "$PH2_RUN" "$n_models" "$n_losses" 0,1,2 >> "$MD"
+  local progress
+  progress=$(kit_py ph2-progress "$PH2_RUN" "$n_models" "$n_losses" 0,1,2)
+  note "$progress"
   grep -h "diverged\|became nan\|became inf" "$LOG" | sed 's/^/- diverged: /' | sort -u >> "$MD" || true
   local results=""
   if (( all_done )); then results=$PH2_RUN/results
@@ -594,15 +600,9 @@ stage_ph2_grid() {
     cp "$results.csv" "$OUT/ph2.results.csv"
     cp "$results.png" "$OUT/ph2.results.png"
   fi
-  local rc=$RC
-  keep pack-keep ph2 "$PH2_RUN" "$OUT/ph2.keep.tgz" "$TINY" "$COMMIT" || return 0
-  RC=$rc
-  if (( RC == 0 )); then
-    end_stage DONE "all seeds 0,1,2 finished; $(grep -o 'results of [0-9]* runs' "$LOG" | tail -n1 || echo 'results written')"
-  elif timed_out; then
-    end_stage CONTINUE "$(kit_py ph2-progress "$PH2_RUN" "$n_models" "$n_losses" 0,1,2 | tr '\n' ' ' | sed 's/- //g'); call again"
-  else end_stage FAILED "exit $RC: $(error_line)"
-  fi
+  end_training_stage ph2 "$PH2_RUN" \
+    "all seeds 0,1,2 finished; $(grep -o 'results of [0-9]* runs' "$LOG" | tail -n1 || echo 'results written')" \
+    "$(printf '%s\n' "$progress" | tr '\n' ' ' | sed 's/- //g'); call again"
 }
 
 # -- stages run here, on the CPU ----------------------------------------------------------------------------------
