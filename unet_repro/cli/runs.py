@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import tifffile
 
 from ..errors import UsageError
+from ..files import atomic_write
 from ..tasks import DataInfo, DataOptions, Images, Splits, Task
 from ..training import (Distributed, RunLog, TrainConfig, claim_run_dir, evaluate, finished_reason, load_checkpoint,
                         output_tile, train)
@@ -115,9 +115,8 @@ def train_planned(plan: RunPlan, splits: Splits, tta: bool = False) -> dict[str,
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomically: a killed write never leaves half a results file (``final_metrics.json`` marks a finished run)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(json.dumps(data, indent=2, default=str).encode())
 
 
 def _names_for_files(images: Images) -> list[str]:

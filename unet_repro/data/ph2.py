@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError, DataNotFoundError
+from ..files import atomic_write
 from .masks import binarize_mask
 from .split import seeded_split
 
@@ -146,9 +147,8 @@ def load_ph2(root: Path | str, size: int = 256, cache_dir: Path | str | None = N
     images, masks = zip(*(resize_case(*read_case(case), size) for case in cases))
     data = PH2Data(np.stack(images), np.stack(masks), [c.name for c in cases])
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, images=data.images, masks=data.masks, names=np.array(data.names))
-    os.replace(tmp, cache)  # atomic: a concurrent or killed run never sees half a cache
+    with atomic_write(cache) as f:  # a concurrent or killed run never sees half a cache
+        np.savez(f, images=data.images, masks=data.masks, names=np.array(data.names))
     return data
 
 
@@ -172,11 +172,10 @@ def save_ph2_cache(data: PH2Data, path: Path | str) -> Path:
         blobs.append(blob.ravel())
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, format=np.array(PORTABLE_FORMAT), size=np.int64(images.shape[1]),
-             shape=np.array(images.shape, np.int64), png=np.concatenate(blobs), offsets=offsets,
-             masks=np.packbits(np.asarray(data.masks, bool)), names=np.array(data.names))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        np.savez(f, format=np.array(PORTABLE_FORMAT), size=np.int64(images.shape[1]),
+                 shape=np.array(images.shape, np.int64), png=np.concatenate(blobs), offsets=offsets,
+                 masks=np.packbits(np.asarray(data.masks, bool)), names=np.array(data.names))
     return path
 
 

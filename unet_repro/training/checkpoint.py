@@ -8,7 +8,6 @@ on resume: key, old, new, from which epoch). Everything in it loads with ``torch
 """
 from __future__ import annotations
 
-import os
 import random
 import zipfile
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigMismatchError
+from ..files import atomic_write
 from .config import MODEL_KEYS, TrainConfig
 
 REQUIRED_KEYS = ("model", "config")
@@ -51,24 +51,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def temporary_path(path: Path) -> Path:
-    """Where `save_checkpoint` writes before renaming: a hidden file beside `path`."""
-    return path.with_name(f".{path.name}.tmp")
-
-
 def save_checkpoint(path: Path | str, state: dict[str, Any]) -> None:
     """Write atomically: to a temporary file beside `path`, flushed to disk, then renamed over it. An interrupted
     write leaves the previous checkpoint untouched."""
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def _what_it_is(path: Path) -> str:
