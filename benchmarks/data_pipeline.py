@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))  # experiments/ (and unet_repro without `pip insta
 
 from unet_repro.tasks import ISBI, find_data_root
 from unet_repro.augment import paper_augmentation
-from unet_repro.data.isbi import EpochSampler, TileDataset, load_isbi
+from unet_repro.data import EpochSampler, TileDataset, load_isbi
 from unet_repro.training import TrainConfig, build_train_loader
 from unet_repro.weightmap import border_weight_map
 

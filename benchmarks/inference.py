@@ -47,7 +47,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # unet_repro without `pip install -e .` from the checkout
 
-from unet_repro.data.isbi import load_isbi, mirror_pad, normalize
+from unet_repro.data import load_isbi, mirror_pad, normalize
 from unet_repro.inference import AxisTiling, default_tile, plan_tiles, predict_tiled
 from unet_repro.models import UNet
 from unet_repro.tasks import ISBI, find_data_root

@@ -48,7 +48,7 @@ from unet_repro.augment import (
     intensity_transforms,
     paper_augmentation,
 )
-from unet_repro.data.isbi import EpochSampler, TileDataset, load_isbi, mirror_pad
+from unet_repro.data import EpochSampler, TileDataset, load_isbi, mirror_pad
 from unet_repro.losses import WeightedBCEWithLogitsLoss
 from unet_repro.models import UNet
 from unet_repro.training import (

@@ -99,7 +99,7 @@ def test_tiles_are_mirror_padded_at_the_border():
 
 
 def test_weight_maps_are_computed_once_and_samples_are_reproducible(isbi_root, monkeypatch):
-    from unet_repro.data import isbi
+    from unet_repro.data import tiles as isbi
 
     calls = []
     original = isbi.border_weight_map

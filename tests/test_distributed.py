@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import synthetic_em
 
-from unet_repro.data.isbi import EpochSampler
+from unet_repro.data.tiles import EpochSampler
 from unet_repro.models import UNet
 from unet_repro.training import (
     TrainConfig,

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from conftest import synthetic_em
 
-from unet_repro.data.isbi import EpochSampler, TileDataset
+from unet_repro.data.tiles import EpochSampler, TileDataset
 from unet_repro.models import UNet
 from unet_repro.training import TrainConfig, load_checkpoint, build_train_loader, train
 

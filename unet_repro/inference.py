@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.isbi import mirror_pad, normalize
+from .data.intensity import normalize
+from .data.tiles import mirror_pad
 
 PAPER_TILE = 388  # the paper's output tile ...
 PAPER_CONTEXT = 184  # ... and its 572 - 388 px of context: 92 mirrored or real pixels on each side

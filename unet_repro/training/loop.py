@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.isbi import EpochSampler, TileDataset
+from ..data.tiles import EpochSampler, TileDataset
 from ..errors import ConfigMismatchError, DivergedError
 from ..inference import predict_tiled
 from ..losses import build_loss, uses_weight_map
