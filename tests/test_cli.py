@@ -21,7 +21,7 @@ from unet_repro.cli import COMMANDS
 from unet_repro.cli import folder as cli_folder
 from unet_repro.cli import isbi as cli_isbi
 from unet_repro.cli import isbi_eval as cli_isbi_eval
-from unet_repro.cli import lr_range_test as cli_lr_range_test
+from unet_repro.cli import lr_range as cli_lr_range_test
 from unet_repro.cli import ph2 as cli_ph2
 from unet_repro.cli import predict as cli_predict
 from unet_repro.cli import weightmap_demo as cli_weightmap_demo
@@ -129,7 +129,7 @@ def test_unet_repro_dispatches_every_command(capsys):
     main(["--help"])
     listed = capsys.readouterr().out
     for name, module in COMMANDS.items():
-        assert name in listed and (REPO / "experiments" / f"{module}.py").exists()
+        assert name in listed and (REPO / "experiments" / f"{name.replace('-', '_')}.py").exists()
     with pytest.raises(SystemExit) as e:
         main(["isbi", "--lr", "abc"])
     err = capsys.readouterr().err

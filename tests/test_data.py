@@ -6,6 +6,7 @@ import torch
 from conftest import real_data_root, synthetic_em, write_stack
 from PIL import Image
 
+from unet_repro.models import UNet
 from unet_repro.data import TileDataset, load_isbi, read_stack
 
 
@@ -99,16 +100,30 @@ def test_tiles_are_mirror_padded_at_the_border():
 
 
 def test_weight_maps_are_computed_once_and_samples_are_reproducible(isbi_root, monkeypatch):
-    from unet_repro.data import tiles as isbi
+    from collections import OrderedDict
+
+    from unet_repro.data import targets
+    from unet_repro.training import evaluate
 
     calls = []
-    original = isbi.border_weight_map
-    monkeypatch.setattr(isbi, "border_weight_map", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = targets.border_weight_map
+    monkeypatch.setattr(targets, "_cache", OrderedDict())  # a fresh process
+    monkeypatch.setattr(targets, "border_weight_map", lambda *a, **k: calls.append(1) or original(*a, **k))
     data = load_isbi(isbi_root)
     ds = TileDataset(data.images, data.labels, tile_in=92, tile_out=60, samples_per_epoch=20, seed=5)
     assert len(calls) == 4
     first = [ds[i]["image"] for i in range(5)]
+    # the same labels validated (every epoch) and scored: no map computed again; another w0: computed
+    model = UNet(widths=(4, 8, 16))
+    for _ in range(2):
+        evaluate(model, data.images[:2], data.labels[:2], loss="weighted_bce", device="cpu")
     assert len(calls) == 4
+    evaluate(model, data.images[:1], data.labels[:1], loss="weighted_bce", w0=3.0, device="cpu")
+    assert len(calls) == 5
+    # a loss without weight map: none computed, tiles without a weight
+    plain = TileDataset(data.images, data.labels, tile_in=92, tile_out=60, samples_per_epoch=2, seed=5, weighted=False,
+                        w0=7.0)
+    assert len(calls) == 5 and "weight" not in plain[0]
     assert all(torch.equal(a, ds[i]["image"]) for i, a in enumerate(first))
     ds.set_epoch(1)
     assert not all(torch.equal(a, ds[i]["image"]) for i, a in enumerate(first))

@@ -22,7 +22,7 @@ from unet_repro.models import UNet
 from unet_repro.training import (
     TrainConfig,
     load_checkpoint,
-    build_model,
+    build_network,
     read_metrics,
     train,
 )
@@ -101,7 +101,7 @@ def test_two_processes_make_the_step_of_one_process_over_all_tiles(ddp_run, tmp_
     ddp = load_checkpoint(ddp_run / "rank0" / "first" / "last.pt")
     single = load_checkpoint(tmp_path / "single" / "last.pt")
     assert ddp["step"] == single["step"] == 1
-    start = build_model(DDP).state_dict()
+    start = build_network(DDP).state_dict()
     assert not torch.equal(ddp["model"]["head.weight"], start["head.weight"])  # it did step
     assert_close_weights(ddp["model"], single["model"])  # the same format as a single-process checkpoint
     assert len(ddp["rng_ranks"]) == 2 and ddp["rng"].keys() == single["rng"].keys()
@@ -130,4 +130,4 @@ def test_rank_0s_early_stop_and_a_nan_on_one_rank_stop_every_process(ddp_run):
     for s in summaries(ddp_run):  # both processes returned: none waited for the other
         assert s["early"]["stop_reason"].startswith("early stopping") and s["early"]["optimizer_steps"] == 2
         assert s["diverge"].startswith("DivergedError: training loss became non-finite")
-        assert "at epoch 0, pass 1 " in s["diverge"]
+        assert "at epoch 0, in passes 0-1 " in s["diverge"]

@@ -71,10 +71,11 @@ def test_cross_validation_report_end_to_end(isbi_root, tmp_path):
     assert summary["folds_run"] == [1] and summary["fold_slices"] == [[0, 1], [2, 3]]
     report = (out / "report.md").read_text()
     assert "Not the same test set" in report and "Reduced protocol" in report and "0.000353" in report
+    assert "| all cell (trivial prediction, same slices) |" in report and summary["all_cell"]["pixel_error"] > 0
     for m in ("pixel_error", "rand_error", "warping_error", "v_rand", "v_info"):
         assert 0 <= summary["pooled"][m] <= 1
     rows = (out / "per_slice.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 2 and rows[1].startswith("2,1,")
+    assert len(rows) == 1 + 2 and rows[1].startswith("2,fold 1,")
     assert (out / "best_slice_02.png").exists() or (out / "best_slice_03.png").exists()
     test = tifffile.imread(out / "test-probabilities.tif")
     assert test.shape == (2, 96, 96) and test.dtype == np.float32 and 0 <= test.min() and test.max() <= 1

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from unet_repro.data import mirror_pad, normalize
-from unet_repro.inference import default_tile, one_pass_padding, plan_tiles, predict_tiled
+from unet_repro.geometry import Tile, prediction_tile
+from unet_repro.inference import one_pass_padding, plan_tiles, predict_tiled
 from unet_repro.models import SegNet, UNet, UNetSame
 
 # Random networks' logits reach +-20 and their float32 rounding depends on the convolution algorithm (window size,
@@ -23,6 +24,15 @@ def nets() -> dict[int, UNet]:
 @pytest.fixture(scope="module")
 def model(nets) -> UNet:
     return nets[4]
+
+
+def out(model: torch.nn.Module, n: int | None) -> Tile | None:
+    """The tile of output side `n` (the cases below are written in output sides, as the paper's 388)."""
+    return None if n is None else model.geometry.tile_for_output(n)
+
+
+def default_tile(model: torch.nn.Module, size: tuple[int, int]) -> int:
+    return prediction_tile(model.geometry, size).output
 
 
 def random_image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -62,7 +72,7 @@ def reference(nets, depth: int, shape: tuple[int, int]) -> np.ndarray:
 
 
 # (depth, image shape, tiles): images smaller than a tile, exactly a tile, non-square, prime-sized, an ISBI slice;
-# tiles from the smallest valid one up; None = default_tile.
+# output tiles from the smallest valid one up; None = the prediction tile rule.
 CASES = [
     (4, (1, 1), [4, 388]),
     (4, (3, 5), [4, 20]),
@@ -82,7 +92,7 @@ CASES = [
                          [(d, s, t) for d, s, tiles in CASES for t in tiles],
                          ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
 def test_tiled_equals_one_pass_over_the_mirrored_image(nets, depth, shape, tile):
-    p = predict_tiled(nets[depth], random_image(shape), tile=tile, batch_size=3)
+    p = predict_tiled(nets[depth], random_image(shape), tile=out(nets[depth], tile), batch_size=3)
     assert p.shape == shape and p.dtype == np.float32
     np.testing.assert_allclose(p, reference(nets, depth, shape), rtol=0, atol=ATOL)
 
@@ -97,7 +107,7 @@ def test_one_pass_padding_matches_the_reference(model):
                          + [(2, 131, 12), (3, 131, 12), (2, 100, 8)])
 def test_tiles_start_on_the_pooling_grid_and_cover_the_image(nets, depth, size, tile):
     model, step = nets[depth], 2 ** depth
-    rows, cols = plan_tiles(model, (size, size + 7), tile)
+    rows, cols = plan_tiles(model, (size, size + 7), out(model, tile))
     for axis in (rows, cols):
         assert all(o % step == 0 for o in axis.origins)
         assert axis.origins[-1] + axis.tile == axis.extent and 0 <= axis.extent - axis.size < step
@@ -110,7 +120,7 @@ def test_tiles_start_on_the_pooling_grid_and_cover_the_image(nets, depth, size, 
 
 
 def test_a_512_slice_is_four_windows_of_572(model):
-    rows, cols = plan_tiles(model, (512, 512), 388)
+    rows, cols = plan_tiles(model, (512, 512), 572)  # an input side
     assert rows.origins == cols.origins == (0, 128) and rows.window == 572
     assert default_tile(model, (512, 512)) == 388
 
@@ -129,7 +139,7 @@ def test_a_tile_off_the_pooling_grid_differs(model):
 @pytest.mark.parametrize("batch_size", [1, 2, 4, 100])
 def test_batch_size_does_not_change_the_result(model, batch_size):
     image = random_image((127, 131))
-    np.testing.assert_allclose(predict_tiled(model, image, tile=36, batch_size=batch_size),
+    np.testing.assert_allclose(predict_tiled(model, image, tile=out(model, 36), batch_size=batch_size),
                                reference({4: model}, 4, (127, 131)), atol=ATOL)
 
 
@@ -166,7 +176,7 @@ def test_same_padding_small_tiles_predict_each_tile_from_its_window(net):
     # Smaller tiles than the image: each pixel comes from the tile that holds it farthest from a tile border, as
     # one forward pass over that tile's window (no context: seams can remain, documented).
     image = random_image((50, 70), seed=2)
-    p = predict_tiled(net, image, tile=24, batch_size=2)
+    p = predict_tiled(net, image, tile=24, batch_size=2)  # input = output side
     rows, cols = plan_tiles(net, image.shape, 24)
     padded = mirror_pad(normalize(image), 0, rows.extent - 50, 0, cols.extent - 70)
     for (y, (y0, y1)), (x, (x0, x1)) in itertools.product(zip(rows.origins, rows.owned),
@@ -189,7 +199,7 @@ def test_rgb_images():
     torch.manual_seed(0)
     m = UNet(in_channels=3, widths=(4, 8, 16), dropout=0).eval()
     image = random_image((40, 30, 3))
-    p = predict_tiled(m, image, tile=12)
+    p = predict_tiled(m, image, tile=out(m, 12))
     assert p.shape == (40, 30)
     margin = (m.input_size(40) - 40) // 2  # valid outputs at depth 2: multiples of 4, so 40 x 32
     x = mirror_pad(normalize(image), margin, margin, margin, margin + 32 - 30).transpose(2, 0, 1)
@@ -212,17 +222,17 @@ def test_bad_input_raises_value_error(model, image, kwargs, message):
 
 def test_tta_averages_the_eight_symmetries(model):
     image = random_image((60, 44), seed=3)
-    p = predict_tiled(model, image, tile=52, tta=True)
+    p = predict_tiled(model, image, tile=out(model, 52), tta=True)
     views = []
     for flip in (False, True):
         for k in range(4):
             v = np.rot90(image[:, ::-1] if flip else image, k)
-            q = np.rot90(predict_tiled(model, np.ascontiguousarray(v), tile=52), -k)
+            q = np.rot90(predict_tiled(model, np.ascontiguousarray(v), tile=out(model, 52)), -k)
             views.append(q[:, ::-1] if flip else q)
     assert p.shape == image.shape
     np.testing.assert_allclose(p, np.mean(views, axis=0), atol=1e-6)
-    assert not np.allclose(p, predict_tiled(model, image, tile=52), atol=1e-4)  # the views do differ
+    assert not np.allclose(p, predict_tiled(model, image, tile=out(model, 52)), atol=1e-4)  # the views do differ
     # A symmetric input gives the same map for the input and its mirror image.
     sym = np.concatenate([image, image[:, ::-1]], axis=1)
-    ps = predict_tiled(model, sym, tile=52, tta=True)
+    ps = predict_tiled(model, sym, tile=out(model, 52), tta=True)
     np.testing.assert_allclose(ps, ps[:, ::-1], atol=ATOL)

@@ -46,7 +46,8 @@ def test_report_has_the_topological_error_and_no_flag_for_real_predictions(isbi_
     assert "| warping error |" in header and "| topological error |" in header
     for m in ("warping_error", "topological_error", "rand_error", "pixel_error"):
         assert summary["pooled_degenerate"][m] is False and 0 <= summary["pooled"][m] <= 1
-        assert summary["per_fold"][0]["degenerate"][m] is False and summary["per_fold"][1]["degenerate"][m] is False
+        assert summary["per_unit"]["fold 0"]["degenerate"][m] is False
+        assert summary["per_unit"]["fold 1"]["degenerate"][m] is False
     assert summary["pooled"]["topological_error"] >= summary["pooled"]["warping_error"]
     assert isbi_eval.WARN not in report and "Degenerate, not a result" not in report
     pooled_row = next(line for line in report.splitlines() if line.startswith("| **ours, pooled**"))
@@ -64,12 +65,12 @@ def test_degenerate_fold_is_flagged_never_bold(isbi_root, tmp_path, capsys):
     fake_run(run, isbi_root, degenerate_folds=(0,))
     with pytest.warns(RuntimeWarning, match="degenerate"):
         summary = isbi_eval.evaluate_run(run, isbi_root)
-    fold0 = summary["per_fold"][0]
+    fold0 = summary["per_unit"]["fold 0"]
     assert all(fold0["degenerate"][m] for m, _ in isbi_eval.COLUMNS)
     assert fold0["warping_error"] == 0.0                                  # the number that fooled the old report
     assert fold0["topological_error"] > 0                                 # Jain's count is not fooled
     assert fold0["degenerate_thresholds"] == pytest.approx(np.arange(10) / 10)
-    assert not any(summary["per_fold"][1]["degenerate"].values())
+    assert not any(summary["per_unit"]["fold 1"]["degenerate"].values())
     # pooled: fold 0's slices make every threshold degenerate
     assert all(summary["pooled_degenerate"].values()) and all(summary["mean_degenerate"].values())
     report = (run / "report.md").read_text()
@@ -81,5 +82,5 @@ def test_degenerate_fold_is_flagged_never_bold(isbi_root, tmp_path, capsys):
     assert "Degenerate, not a result" in report and "warping error" in report
     saved = json.loads((run / "summary.json").read_text())
     assert saved["pooled_degenerate"]["warping_error"] is True
-    assert saved["per_fold"]["0"]["degenerate"]["warping_error"] is True
+    assert saved["per_unit"]["fold 0"]["degenerate"]["warping_error"] is True
     assert "warning:" in capsys.readouterr().err

@@ -41,7 +41,7 @@ def test_block_is_two_valid_convolutions():
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_size_helpers_agree_with_forward(widths, padding):
     m = UNet(widths=widths, padding=padding, dropout=0).eval()
-    valid_inputs = [n for n in range(1, 400) if m._output_size_or_none(n)]
+    valid_inputs = [n for n in range(1, 400) if m.geometry.output_or_none(n)]
     assert len(valid_inputs) >= 3
     for n in valid_inputs[:3]:
         with torch.no_grad():

@@ -32,7 +32,7 @@ def test_persistent_workers_load_the_same_tiles_every_epoch():
     epochs = {}
     for workers in (0, 2):
         sampler = EpochSampler(4)
-        loader = build_train_loader(ds, sampler, TrainConfig(batch_size=2, workers=workers), pin_memory=False)
+        loader = build_train_loader(ds, sampler, TrainConfig(batch_size=2), workers=workers, pin_memory=False)
         assert loader.persistent_workers == (workers > 0)
         epochs[workers] = []
         for epoch in range(2):

@@ -35,7 +35,7 @@ def test_grid_trains_evaluates_reports_and_resumes(ph2_root, tmp_path):
     for name in ("results.png", "val_curves.png", "test_predictions.png"):
         assert (out / name).stat().st_size > 0
     # Killed after one run finished and another was half done: the finished one is skipped, the other resumes.
-    (out / "segnet-bce-s0" / "test_metrics.json").unlink()
+    (out / "segnet-bce-s0" / "final_metrics.json").unlink()
     stamp = (out / "unet_same-dice-s0" / "best.pt").stat().st_mtime_ns
     ph2.main([a if a != "1" else "2" for a in args])  # the same command with --epochs 2
     assert (out / "unet_same-dice-s0" / "best.pt").stat().st_mtime_ns == stamp

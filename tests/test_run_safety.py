@@ -16,12 +16,14 @@ from conftest import synthetic_em, write_stack
 from PIL import Image
 
 from experiments import isbi, predict
-from unet_repro.cli import runs as cli_runs
+from unet_repro import runs as unet_runs
 from unet_repro.data import load_isbi
+from unet_repro.report import plot_curves
 from unet_repro.training import load_checkpoint, loop
-from unet_repro.training.log import plot_curves
 
-TINY = ["--widths", "4,8,16", "--tile", "108", "--steps-per-epoch", "2", "--val-slices", "1", "--device", "cpu"]
+# Checkpoints every epoch (not every minute): each epoch's writes are kill points.
+TINY = ["--widths", "4,8,16", "--tile", "108", "--steps-per-epoch", "2", "--val-slices", "1", "--device", "cpu",
+        "--checkpoint-every", "0"]
 TIMING = ("tiles_per_s", "epoch_s")
 
 
@@ -146,8 +148,9 @@ def comparable(run: Path) -> dict:
     out = {}
     for name in ("best.pt", "last.pt"):
         ckpt = load_checkpoint(run / name)
-        out[name] = (ckpt["epoch"], ckpt["step"], {k: v.clone() for k, v in ckpt["model"].items()},
-                     [s["momentum_buffer"].clone() for s in ckpt["optimizer"]["state"].values()])
+        out[name] = (ckpt["epoch"], ckpt.get("step"), {k: v.clone() for k, v in ckpt["model"].items()},
+                     [s["momentum_buffer"].clone() for s in ckpt["optimizer"]["state"].values()]
+                     if "optimizer" in ckpt else [])
     out["rows"] = [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(open(run / "metrics.csv"))]
     out["final"] = json.loads((run / "final_metrics.json").read_text())["validation"]
     return out
@@ -165,10 +168,10 @@ def assert_same(a: dict, b: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("epochs,moment", [
-    (1, ("best.pt", 0, True)),    # one-epoch run, killed between its two checkpoint writes
-    (3, ("best.pt", 1, True)),    # killed between the writes of epoch 1
-    (3, ("last.pt", 1, True)),    # killed right after last.pt of epoch 1 (before config.json and the figure)
-    (3, ("last.pt", 2, False)),   # killed just before the last write of the run
+    (1, ("last.pt", 0, True)),    # one-epoch run, killed between its two checkpoint writes
+    (3, ("last.pt", 1, True)),    # killed between the writes of epoch 1 (best.pt left one epoch behind)
+    (3, ("best.pt", 1, True)),    # killed right after best.pt of epoch 1 (before config.json and the figure)
+    (3, ("best.pt", 2, False)),   # killed just before the last write of the run
 ])
 def test_a_kill_at_any_write_then_resume_gives_the_uninterrupted_result(isbi_root, tmp_path, monkeypatch, epochs,
                                                                         moment):
@@ -190,7 +193,7 @@ def test_a_kill_before_the_results_are_written_is_completed_on_resume(isbi_root,
 
     def killed(*a, **kw):
         raise Killed
-    monkeypatch.setattr(cli_runs, "write_json", killed)
+    monkeypatch.setattr(unet_runs, "write_json", killed)
     with pytest.raises(Killed):
         isbi.main([*args, "--out", str(tmp_path / "killed")])
     monkeypatch.undo()
@@ -203,7 +206,7 @@ def test_a_kill_before_the_results_are_written_is_completed_on_resume(isbi_root,
 
 @pytest.mark.parametrize("flags,words", [
     (["--epochs", "0"], "epochs (--epochs) must be a whole number >= 1"),
-    (["--widths", "0,8"], "widths (--widths) must be at least two channel counts >= 1"),
+    (["--widths", "0,8"], "widths (--widths) must be 2 to 8 channel counts >= 1"),
     (["--workers", "-1"], "workers (--workers) must be a whole number >= 0"),
     (["--device", "cuda:7"] if torch.cuda.device_count() < 8 else ["--device", "tpu"], "device (--device)"),
     (["--lr", "-1"], "lr (--lr) must be a finite number >= 0"),
@@ -289,7 +292,7 @@ def test_a_plain_line_per_epoch_and_train_log(run_dir, capsys):
     log = (run_dir / "train.log").read_text().splitlines()
     epochs = [line for line in log if " epoch " in line and "train loss" in line]
     assert len(epochs) == 2 and all("val IoU" in line and "lr" in line and " s" in line for line in epochs)
-    assert any("saved best.pt" in line for line in epochs)
+    assert any("best so far" in line and "saved" in line for line in epochs)
 
 
 def test_no_progress_bars_when_not_on_a_terminal(isbi_root, tmp_path, capsys):
@@ -303,8 +306,8 @@ def test_curves_name_the_real_loss_and_show_a_single_epoch(tmp_path, monkeypatch
     import matplotlib.figure
     seen = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: seen.append(fig))
-    (tmp_path / "metrics.csv").write_text("epoch,train_loss,val_loss,val_pixel_error,val_iou\n0,0.5,0.6,0.1,0.8\n")
-    plot_curves(tmp_path / "metrics.csv", tmp_path / "curves.png", "dice")
+    plot_curves([{"epoch": 0, "train_loss": 0.5, "val_loss": 0.6, "val_pixel_error": 0.1, "val_iou": 0.8}],
+                tmp_path / "curves.png", "dice")
     loss_ax, metric_ax = seen[0].axes
     labels = [t.get_text() for t in loss_ax.get_legend().get_texts()]
     assert labels and all("dice" in label for label in labels)
@@ -315,7 +318,7 @@ def test_curves_name_the_real_loss_and_show_a_single_epoch(tmp_path, monkeypatch
 def test_probability_panels_have_a_fixed_scale_and_a_labelled_colour_bar(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from unet_repro.cli.common import save_panels
+    from unet_repro.report import save_panels
     seen = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: seen.append(fig))
     save_panels(tmp_path / "x.png", [("image", np.zeros((8, 8), np.uint8)),

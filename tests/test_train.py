@@ -9,7 +9,8 @@ from conftest import synthetic_em
 from unet_repro.data import TileDataset
 from unet_repro.errors import ConfigMismatchError, DivergedError
 from unet_repro.losses import WeightedBCEWithLogitsLoss
-from unet_repro.training import hardware, loop
+from unet_repro.training import hardware
+from unet_repro.training import setup as training_setup
 from unet_repro.training import (
     TrainConfig,
     load_checkpoint,
@@ -32,7 +33,7 @@ def small_config(**kw) -> TrainConfig:
     from unet_repro.models import UNet
     tile = UNet(widths=WIDTHS).input_size(28)
     base = TrainConfig(widths=WIDTHS, tile=tile, dropout=0.5, lr=0.01, momentum=0.9, epochs=2, steps_per_epoch=3,
-                       patience=0, seed=7, device="cpu")
+                       patience=0, seed=7, device="cpu", checkpoint_every=0)
     return replace(base, **kw)
 
 
@@ -58,7 +59,7 @@ def test_accumulated_tiles_give_the_same_update_as_one_batch(data, tmp_path):
     common = dict(dropout=0.0, epochs=1, momentum=0.0, lr=0.5, bf16=False)  # the arithmetic, not the precision
     run(small_config(batch_size=3, accumulate=1, steps_per_epoch=1, **common), data, tmp_path / "batch")
     run(small_config(batch_size=1, accumulate=3, steps_per_epoch=3, **common), data, tmp_path / "accum")
-    start = loop.build_model(small_config(**common)).state_dict()
+    start = training_setup.build_network(small_config(**common)).state_dict()
     assert not torch.equal(weights(tmp_path / "batch" / "last.pt")["head.weight"], start["head.weight"])
     assert_same_weights(weights(tmp_path / "batch" / "last.pt"), weights(tmp_path / "accum" / "last.pt"), exact=False)
     assert load_checkpoint(tmp_path / "accum" / "last.pt")["step"] == 1
@@ -71,7 +72,7 @@ def test_last_partial_group_still_steps(data, tmp_path):
                        bf16=False)
     run(cfg, data, tmp_path)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
-    model = loop.build_model(cfg)
+    model = training_setup.build_network(cfg)
     tiles = TileDataset(data[0], data[1], tile_in=cfg.tile, tile_out=model.output_size(cfg.tile),
                                   samples_per_epoch=3, seed=cfg.seed)
     loss_fn = WeightedBCEWithLogitsLoss()
@@ -176,13 +177,13 @@ def test_early_stopping_and_run_directory(data, tmp_path):
 def forward_dtypes(monkeypatch) -> list[torch.dtype]:
     """Record the dtype of every training forward pass's logits."""
     seen = []
-    build = loop.build_model
+    build = training_setup.build_network
 
     def recording(cfg):
         model = build(cfg)
         model.head.register_forward_hook(lambda m, i, out: seen.append(out.dtype) if m.training else None)
         return model
-    monkeypatch.setattr(loop, "build_model", recording)
+    monkeypatch.setattr(training_setup, "build_network", recording)
     return seen
 
 
@@ -192,7 +193,7 @@ def test_cpu_training_uses_bf16_where_native(data, tmp_path, monkeypatch, native
     seen = forward_dtypes(monkeypatch)
     summary = run(small_config(epochs=1), data, tmp_path)
     assert seen and set(seen) == {torch.bfloat16 if native else torch.float32}
-    assert summary["precision"] == ("bf16 autocast" if native else "float32")
+    assert summary["precision"]["name"] == ("bf16 autocast training, float32 evaluation" if native else "float32")
     # the weights, the optimizer state and the checkpoint stay float32 (autocast only changes the forward)
     assert all(v.dtype == torch.float32 for v in weights(tmp_path / "last.pt").values())
 

@@ -258,24 +258,26 @@ class Augmentation:
     intensity: A.Compose | None = None
 
     def __call__(
-        self, image: np.ndarray, mask: np.ndarray, weight: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Args: image HxW (uint8, or float32 in [0, 1]), mask HxW uint8 labels, weight HxW float32,
-        all with the same HxW; seed: non-negative int. Returns the augmented (image, mask, weight)."""
-        if not (image.shape[:2] == mask.shape[:2] == weight.shape[:2]):
-            raise ValueError(f"image/mask/weight sizes differ: {image.shape}, {mask.shape}, {weight.shape}")
+        self, image: np.ndarray, mask: np.ndarray, weight: np.ndarray | None, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Args: image HxW (uint8, or float32 in [0, 1]), mask HxW uint8 labels, weight HxW float32 or None (a loss
+        without weight map), all with the same HxW; seed: non-negative int. Returns the augmented (image, mask,
+        weight); the image and mask do not depend on whether a weight map is given."""
+        shapes = [a.shape[:2] for a in (image, mask, weight) if a is not None]
+        if len(set(shapes)) > 1:
+            raise ValueError(f"image/mask/weight sizes differ: {', '.join(map(str, shapes))}")
         if self.intensity is not None and image.dtype.kind == "f" and (image.min() < 0 or image.max() > 1):
             raise ValueError("float images must lie in [0, 1]: the intensity transforms clip to that range")
         # Two independent streams from one seed (seed and seed+1 would make the intensity stream of
         # sample i equal the geometric stream of sample i+1).
         geo_seed, int_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
         seed_compose(self.geometric, geo_seed)
-        out = self.geometric(image=image, mask=mask, weight=weight)
+        out = self.geometric(image=image, mask=mask, **({} if weight is None else {"weight": weight}))
         image = out["image"]
         if self.intensity is not None:
             seed_compose(self.intensity, int_seed)
             image = self.intensity(image=image)["image"]
-        return image, out["mask"], out["weight"]
+        return image, out["mask"], out.get("weight")
 
 
 def paper_augmentation(

@@ -1,6 +1,7 @@
 """Writing a file so that no reader, and no kill, ever sees half of it."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,3 +30,28 @@ def atomic_write(path: Path | str) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path | str, data: bytes) -> None:
+    """`data` as the new contents of `path`, atomically."""
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """`text` (UTF-8) as the new contents of `path`, atomically."""
+    write_bytes(path, text.encode())
+
+
+def write_json(path: Path | str, data: object) -> None:
+    """`data` as indented JSON, atomically: a killed write never leaves half a results file (every JSON file the
+    package writes goes through here). Values JSON does not know (paths, numpy scalars) are written as strings."""
+    write_text(path, json.dumps(data, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)

@@ -19,68 +19,7 @@ from torch import nn
 
 from .data.intensity import normalize
 from .data.tiles import mirror_pad
-
-PAPER_TILE = 388  # the paper's output tile ...
-PAPER_CONTEXT = 184  # ... and its 572 - 388 px of context: 92 mirrored or real pixels on each side
-
-
-# -- geometry ----------------------------------------------------------------------------------------------------
-
-def _step(model: nn.Module) -> int:
-    """2**depth: the shifts the network is equivariant to (1 for a model without ``depth``)."""
-    return 2 ** int(getattr(model, "depth", 0))
-
-
-def _input_size(model: nn.Module, n: int) -> int:
-    """Input side whose output side is `n`; ValueError if there is none. A model without ``input_size`` is taken
-    to be size-preserving with inputs that are multiples of 2**depth."""
-    if hasattr(model, "input_size"):
-        return model.input_size(n)
-    if n <= 0 or n % _step(model):
-        raise ValueError(f"tile {n} is not valid for this model: sides must be positive multiples of "
-                         f"{_step(model)}")
-    return n
-
-
-def _is_valid_output(model: nn.Module, n: int) -> bool:
-    try:
-        _input_size(model, n)
-    except ValueError:
-        return False
-    return True
-
-
-def _margin(model: nn.Module, tile: int) -> int:
-    """Context pixels on each side of an output tile of side `tile` (0 for a size-preserving model)."""
-    return (_input_size(model, tile) - tile) // 2
-
-
-def _cover(tile: int, size: int, step: int) -> int:
-    """The smallest output side >= `size` that differs from the valid `tile` by a multiple of `step`: valid too,
-    since a U-Net's valid sizes are one residue class mod 2**depth."""
-    return tile + step * -((tile - size) // step)
-
-
-def _largest_valid(model: nn.Module, cap: int, step: int) -> int | None:
-    # Valid sizes repeat every `step`: the first valid one counting down from `cap` is the largest.
-    return next((n for n in range(cap, max(cap - step, 0), -1) if _is_valid_output(model, n)), None)
-
-
-def default_tile(model: nn.Module, image_size: tuple[int, int], max_tile: int = PAPER_TILE) -> int:
-    """Output tile side: the largest valid one up to `max_tile` (388 = the paper's 572 input), shrunk to the smallest
-    valid one that covers a smaller image, so a small image costs one small forward pass.
-
-    A size-preserving model (margin 0: ``padding="same"`` and the baselines) sees no context beyond its tile, so
-    its cap is the paper's input window instead, ``max_tile + 184`` (560 px at depth 4): a 512 x 512 slice is then
-    one forward pass, with no tile borders inside the image.
-    """
-    step = _step(model)
-    largest = _largest_valid(model, max_tile, step)
-    if largest is not None and _margin(model, largest) == 0:
-        largest = _largest_valid(model, max_tile + PAPER_CONTEXT, step)
-    if largest is None:
-        raise ValueError(f"no valid output tile of at most {max_tile} px for this model")
-    return min(largest, _cover(largest, max(image_size), step))
+from .geometry import Geometry, Tile, geometry_of, prediction_tile
 
 
 @dataclass(frozen=True)
@@ -114,16 +53,18 @@ class AxisTiling:
         return self.tile + 2 * self.margin
 
 
-def _tile_axis(model: nn.Module, size: int, tile: int, step: int) -> AxisTiling:
-    extent = _cover(tile, size, step)
+def _tile_axis(geometry: Geometry, size: int, tile: int) -> AxisTiling:
+    step = geometry.step
+    extent = geometry.cover(tile, size)
     length = min(tile, extent)
     if length < step and length < extent:
         # Tiles at multiples of `step` that are shorter than `step` would leave gaps: use the next valid size.
         length = min(length + step, extent)
-    margin = _margin(model, length)
-    if _margin(model, extent) != margin:
-        raise ValueError(f"this model's context margin depends on the input size ({margin} px for {length}, "
-                         f"{_margin(model, extent)} px for {extent}); overlap-tile prediction needs it fixed")
+    margin = geometry.tile_for_output(length).margin
+    if geometry.tile_for_output(extent).margin != margin:
+        raise ValueError(f"this network's context margin depends on the input size ({margin} px for {length}, "
+                         f"{geometry.tile_for_output(extent).margin} px for {extent}); overlap-tile prediction needs "
+                         f"it fixed")
     stride = length - length % step
     last = extent - length
     origins = (*range(0, last, stride), last) if last else (0,)
@@ -132,23 +73,32 @@ def _tile_axis(model: nn.Module, size: int, tile: int, step: int) -> AxisTiling:
     return AxisTiling(size, extent, length, margin, origins, owned)
 
 
+def as_tile(model: nn.Module, tile: Tile | int | None, image_size: tuple[int, int]) -> Tile:
+    """`tile` as a `Tile`: a `Tile` as it is, an int as the input side, None as `prediction_tile`'s choice."""
+    geometry = geometry_of(model)
+    if tile is None:
+        return prediction_tile(geometry, image_size)
+    if isinstance(tile, Tile):
+        return tile
+    if int(tile) < 1:
+        raise ValueError(f"tile must be a positive number of input pixels, got {tile}")
+    return geometry.tile(int(tile))
+
+
 def plan_tiles(model: nn.Module, image_size: tuple[int, int],
-               tile: int | None = None) -> tuple[AxisTiling, AxisTiling]:
+               tile: Tile | int | None = None) -> tuple[AxisTiling, AxisTiling]:
     """The tiling of an (H, W) image that `predict_tiled` uses: one `AxisTiling` for the rows, one for the columns.
 
-    `tile` is the output tile side (default: `default_tile`); ValueError if the model has no input size for it.
-    A tile longer than the image's valid extent along an axis is clipped to it, and a tile shorter than 2**depth
-    that would need a neighbour is lengthened by 2**depth (aligned tiles that short could not meet).
+    `tile`: a `Tile`, an input side, or None for `unet_repro.geometry.prediction_tile`; ValueError if the network
+    has no such tile. A tile longer than the image's valid extent along an axis is clipped to it, and a tile shorter
+    than 2**depth that would need a neighbour is lengthened by 2**depth (aligned tiles that short could not meet).
     """
     h, w = (int(n) for n in image_size)
     if h < 1 or w < 1:
         raise ValueError(f"image must have at least one pixel, got size {(h, w)}")
-    tile = default_tile(model, (h, w)) if tile is None else int(tile)
-    if tile < 1:
-        raise ValueError(f"tile must be a positive number of output pixels, got {tile}")
-    _input_size(model, tile)  # ValueError naming the nearest valid tiles
-    step = _step(model)
-    return _tile_axis(model, h, tile, step), _tile_axis(model, w, tile, step)
+    output = as_tile(model, tile, (h, w)).output
+    geometry = geometry_of(model)
+    return _tile_axis(geometry, h, output), _tile_axis(geometry, w, output)
 
 
 def one_pass_padding(model: nn.Module, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -167,22 +117,24 @@ def default_batch_size(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 4
 
 
-def predict_tiled(model: nn.Module, image: np.ndarray, tile: int | None = None, batch_size: int | None = None,
-                  device: torch.device | str | None = None, autocast: bool | None = None,
+def predict_tiled(model: nn.Module, image: np.ndarray, tile: Tile | int | None = None, batch_size: int | None = None,
+                  device: torch.device | str | None = None, autocast: bool = False,
                   tta: bool = False) -> np.ndarray:
-    """Foreground probabilities of a whole image by seamless overlap-tile prediction (see `_predict_tiled`).
+    """Class probabilities of a whole image by seamless overlap-tile prediction (see `_predict_tiled`).
 
     With ``tta=True`` the prediction is averaged over the 8 symmetries of the square (4 rotations, each also
     mirrored), each mapped back to the image's orientation; the paper averaged over rotated versions of the input.
     """
     if not tta:
         return _predict_tiled(model, image, tile, batch_size, device, autocast)
-    total = np.zeros(image.shape[:2], dtype=np.float64)
+    total = None
     for flip in (False, True):
         for k in range(4):
             view = np.rot90(image[:, ::-1] if flip else image, k)
-            p = np.rot90(_predict_tiled(model, np.ascontiguousarray(view), tile, batch_size, device, autocast), -k)
-            total += p[:, ::-1] if flip else p
+            p = _predict_tiled(model, np.ascontiguousarray(view), tile, batch_size, device, autocast)
+            p = np.rot90(p, -k, axes=(-2, -1))
+            p = p[..., ::-1] if flip else p
+            total = p.astype(np.float64) if total is None else total + p
     return (total / 8).astype(np.float32)
 
 
@@ -195,23 +147,30 @@ def _mirror_padded(image: np.ndarray, rows: AxisTiling, cols: AxisTiling) -> tor
     return torch.from_numpy(x) if x.ndim == 3 else torch.from_numpy(x).unsqueeze(-1)
 
 
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of logits (N, K, H, W): the sigmoid of a single channel (P(foreground)), else the
+    soft-max over the K channels (the paper's pixel-wise soft-max)."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
 @torch.inference_mode()
-def _predict_tiled(model: nn.Module, image: np.ndarray, tile: int | None = None, batch_size: int | None = None,
-                   device: torch.device | str | None = None, autocast: bool | None = None) -> np.ndarray:
-    """Foreground probabilities of a whole image by seamless overlap-tile prediction.
+def _predict_tiled(model: nn.Module, image: np.ndarray, tile: Tile | int | None = None, batch_size: int | None = None,
+                   device: torch.device | str | None = None, autocast: bool = False) -> np.ndarray:
+    """Class probabilities of a whole image by seamless overlap-tile prediction.
 
     Args:
-        model: a one-output-channel network with ``input_size(n)`` (the input side whose output side is n) and
-            ``depth`` (its number of 2x down-samplings); a model without ``input_size`` is treated as
-            size-preserving.
-        image: (H, W) or (H, W, C) array; uint8 is scaled with `normalize`, float is used as is.
-        tile: output tile side (default: `default_tile`); see `plan_tiles`.
+        model: a network with a `unet_repro.geometry.Geometry` (``.geometry``; every network of `unet_repro.models`).
+        image: (H, W) or (H, W, C) array; uint8 is scaled with `normalize`, float is used as is (images of other
+            intensity rules are normalised by the caller: `unet_repro.training.Trained.predict`).
+        tile: a `Tile`, its input side, or None for `unet_repro.geometry.prediction_tile`; see `plan_tiles`.
         batch_size: windows per forward pass (default: `default_batch_size`).
         device: where to run (default: the model's device).
-        autocast: bf16 autocast (default: on for CUDA).
+        autocast: bf16 autocast (default off: float32; a trained run passes the precision it decided).
 
     Returns:
-        (H, W) float32 sigmoid probabilities.
+        float32 probabilities: (H, W) P(foreground) for a one-channel network (sigmoid), (K, H, W) for K channels
+        (soft-max).
 
     Guarantee. The image is mirror-padded by the context margin on every side and, on the bottom and right, up to
     a size the network accepts (`one_pass_padding`); every tile's input window starts at a multiple of 2**depth
@@ -219,9 +178,9 @@ def _predict_tiled(model: nn.Module, image: np.ndarray, tile: int | None = None,
     padded image, cropped to (H, W), to float rounding, for every tile size and image size: tiles are crops of that
     pass, and where they overlap they agree. For a size-preserving model (``padding="same"``, the baselines) a
     tile has no context and zero padding at its border, so the equality holds when one tile covers the image
-    (the default for images up to 560 px at depth 4, 544 at SegNet's depth 5: `default_tile`). With smaller tiles
-    each tile equals one forward pass over its window of the padded image, each pixel comes from the tile in which
-    it lies farthest from a tile border, and seams can remain where tiles meet.
+    (the default for images up to 560 px at depth 4, 544 at SegNet's depth 5: `prediction_tile`). With smaller
+    tiles each tile equals one forward pass over its window of the padded image, each pixel comes from the tile in
+    which it lies farthest from a tile border, and seams can remain where tiles meet.
     """
     if image.ndim not in (2, 3):
         raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
@@ -230,13 +189,13 @@ def _predict_tiled(model: nn.Module, image: np.ndarray, tile: int | None = None,
     batch_size = default_batch_size(device) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    autocast = device.type == "cuda" if autocast is None else autocast
 
     padded = _mirror_padded(image, rows, cols).to(device)  # (H', W', C)
     tiles = list(product(range(len(rows.origins)), range(len(cols.origins))))
+    channels = int(getattr(model, "out_channels", 1))
     # On CPU the map is a numpy array from the start (returned without a copy, visible to tracemalloc).
-    out = (torch.from_numpy(np.empty((rows.size, cols.size), np.float32)) if device.type == "cpu"
-           else torch.empty(rows.size, cols.size, dtype=torch.float32, device=device))
+    out = (torch.from_numpy(np.empty((channels, rows.size, cols.size), np.float32)) if device.type == "cpu"
+           else torch.empty(channels, rows.size, cols.size, dtype=torch.float32, device=device))
     # Channels-last windows (N, H, W, C in memory) keep the whole network channels-last, about 1.5x faster on CPU
     # (oneDNN); with one channel only explicit strides say so.
     if len(tiles) > 1:
@@ -257,7 +216,8 @@ def _predict_tiled(model: nn.Module, image: np.ndarray, tile: int | None = None,
                 logits = model(inputs.permute(0, 3, 1, 2))
             for k, (i, j) in enumerate(batch):
                 (y0, y1), (x0, x1), y, x = rows.owned[i], cols.owned[j], rows.origins[i], cols.origins[j]
-                out[y0:y1, x0:x1] = torch.sigmoid(logits[k, 0, y0 - y:y1 - y, x0 - x:x1 - x].float())
+                out[:, y0:y1, x0:x1] = probabilities(logits[k:k + 1, :, y0 - y:y1 - y, x0 - x:x1 - x])[0]
     finally:
         model.train(was_training)
-    return out.cpu().numpy()
+    result = out.cpu().numpy()
+    return result[0] if channels == 1 else result

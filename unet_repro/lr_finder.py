@@ -29,10 +29,10 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .training.checkpoint import rng_state, set_rng_state
-from .training.log import on_terminal
+from .progress import progress as progress_bar
+from .report import pyplot, save_figure
 
 # The first SKIP_FRACTION of the recorded points are not considered for the suggestion: the bias-corrected average
 # is then a mean of only a few losses and its slope is mostly noise (and the LR is still far too small to matter).
@@ -90,10 +90,7 @@ class LRRangeResult:
 
     def plot(self, path: Path | str, title: str | None = None) -> None:
         """Raw and smoothed loss against the LR (log x axis), the suggestion and the minimum marked, as a PNG."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         lrs, raw, smooth = (np.asarray(v, dtype=float) for v in (self.lrs, self.losses, self.smoothed))
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax.plot(lrs, raw, color="tab:blue", alpha=0.35, lw=1, label="loss")
@@ -128,8 +125,7 @@ class LRRangeResult:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 def exponential_lrs(min_lr: float, max_lr: float, iters: int) -> list[float]:
@@ -283,7 +279,7 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
         beta: smoothing factor in [0, 1); 0 means no smoothing.
         diverge_factor: stop when the smoothed loss exceeds this multiple of the best one.
         device: where batches are moved (default: the device of the model's first parameter).
-        progress: show a tqdm bar with the LR and the smoothed loss.
+        progress: show progress (a tqdm bar with the LR and the smoothed loss on a terminal, plain lines elsewhere).
         autocast_dtype: run forward passes under ``torch.autocast`` with this dtype (e.g. torch.bfloat16 on CUDA,
             as training does); None: no autocast.
 
@@ -313,7 +309,7 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
     losses: list[float] = []
     smoothed: list[float] = []
     stopped_early = False
-    bar = tqdm(exponential_lrs(min_lr, max_lr, iters), desc="LR range test", disable=not (progress and on_terminal()))
+    bar = progress_bar(exponential_lrs(min_lr, max_lr, iters), desc="LR range test", enabled=progress)
     stream = _stream(batches)
     try:
         model.train()
@@ -325,7 +321,8 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
             total, finite = 0.0, True
             for _ in range(accumulate):
                 batch = next(stream)
-                x, y, w = (batch[k].to(device, non_blocking=True) for k in ("image", "label", "weight"))
+                x, y = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+                w = batch["weight"].to(device, non_blocking=True) if "weight" in batch else None
                 with (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                       else contextlib.nullcontext()):
                     logits = model(x)
@@ -342,14 +339,16 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
             lrs.append(lr)
             losses.append(mean)
             smoothed.append(smooth)
-            bar.set_postfix(ordered_dict={"lr": f"{lr:.2e}", "smoothed_loss": f"{smooth:.4f}"})
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(ordered_dict={"lr": f"{lr:.2e}", "smoothed_loss": f"{smooth:.4f}"})
             if not math.isfinite(smooth) or smooth > diverge_factor * best:
                 stopped_early = True
                 break
             best = min(best, smooth)
             optimizer.step()
     finally:
-        bar.close()
+        if hasattr(bar, "close"):
+            bar.close()
         stream.close()  # ends a DataLoader's iteration (and its workers) now
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optimizer_state)

@@ -36,7 +36,11 @@ from scipy import ndimage as ndi
 
 from .cells import CELL_CONNECTIVITY, label_cells
 
-__all__ = ["border_weight_map", "border_weight_map_direct", "border_radius"]
+__all__ = ["PAPER_SIGMA", "PAPER_W0", "border_weight_map", "border_weight_map_direct", "border_radius"]
+
+#: The paper's weight-map parameters (Sec. 3: "we set w0 = 10 and sigma ~ 5 pixels"), the defaults everywhere.
+PAPER_W0 = 10.0
+PAPER_SIGMA = 5.0
 
 
 def _check_args(mask: np.ndarray, w0: float, sigma: float) -> np.ndarray:

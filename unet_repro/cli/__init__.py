@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-# command name -> module of unet_repro.cli
+# command name -> module of unet_repro.cli (the repository's shim: experiments/<name with _>.py)
 COMMANDS = {
     "isbi": "isbi",
     "ph2": "ph2",
     "folder": "folder",
     "predict": "predict",
     "isbi-eval": "isbi_eval",
-    "lr-range-test": "lr_range_test",
+    "lr-range-test": "lr_range",
     "weightmap-demo": "weightmap_demo",
 }
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> object:
     """``unet-repro <command> [flags]``: dispatch to the command's own ``main``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        lines = [f"  {name:<15} python -m experiments.{module}" for name, module in COMMANDS.items()]
+        lines = [f"  {name:<15} python -m experiments.{name.replace('-', '_')}" for name in COMMANDS]
         text = "usage: unet-repro <command> [flags]   (unet-repro <command> --help for its flags)\n\ncommands " \
                "(the same as, from the repository):\n" + "\n".join(lines) + "\n"
         if argv and argv[0] not in ("-h", "--help"):

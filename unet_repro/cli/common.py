@@ -1,5 +1,6 @@
-"""What every command-line entry point shares: one flag set, one way to turn flags into a `TrainConfig`, one
-error handler, one provenance record, one way to load a trained model, and figures.
+"""What every command-line entry point shares: one flag set, one way to turn flags into a `TrainConfig` and a
+`unet_repro.runs.RunPlan`, and one error handler. Parsing and wiring only: what a run does lives in
+`unet_repro.runs` and `unet_repro.training`.
 
 Every command is a module of `unet_repro.cli` with ``main(argv=None, prog=None)``; it runs as
 ``python -m experiments.<name>`` from the repository, ``unet-repro <name>`` after ``pip install``, or
@@ -8,31 +9,28 @@ Every command is a module of `unet_repro.cli` with ``main(argv=None, prog=None)`
 from __future__ import annotations
 
 import argparse
-import datetime
+import errno
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-import numpy as np
 import torch
-from torch import nn
 
-from .. import __version__
-from ..errors import DataError, UsageError, UserError
+from ..errors import ConfigError, UsageError, UserError
+from ..geometry import training_tile
 from ..losses import LOSSES
-from ..models import MODELS, unet_widths
-from ..tasks import DataInfo, DataOptions, Task, default_tile, find_data_root
-from ..training import (Trained, TrainConfig, build_model, checkpoint_task, load_checkpoint, load_trained,
-                        validate_config)
+from ..models import NETWORKS, unet_widths
+from ..provenance import display_path, provenance
+from ..runs import RunPlan
+from ..tasks import DataInfo, DataOptions, Task, find_data_root
+from ..training import Resume, TrainConfig, check_run_dir, is_finished, neutral_settings, validate_config
 
 T = TypeVar("T")
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- errors ------------------------------------------------------------------------------------------------------
@@ -76,22 +74,41 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+# What a user's files are like after any failure: every file the package writes is replaced atomically.
+KEPT = ("files written before are intact (every file is replaced atomically); a training run continues from its "
+        "last.pt with --resume")
+
+
 def run_main(body: Callable[[], T]) -> T:
-    """Run a command's body; a `UserError` ends it with ``error: <message>`` on stderr and its exit code (2 for bad
-    usage, 1 for bad data), without a traceback. Anything else is a bug and keeps its traceback."""
+    """Run a command's body. A `UserError` ends it with ``error: <message>`` on stderr and its exit code (2 for bad
+    usage, 1 for bad data); so do a full disk, a file that cannot be written and memory that ran out (exit code 1,
+    saying what ran out and what was kept), without a traceback. Anything else is a bug and keeps its traceback."""
     try:
         return body()
     except UserError as e:
-        sys.stderr.write(f"error: {e}\n")
-        raise SystemExit(e.exit_code) from None
+        return _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; a training run continues from its last.pt with --resume\n")
         raise SystemExit(130) from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _fail(f"the disk is full (writing {e.filename or 'a file'}); free space and run the command "
+                         f"again; {KEPT}", 1)
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return _fail(f"{e.filename or 'a file'} cannot be written ({e.strerror}); choose another --out; {KEPT}", 1)
+        raise
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        where = "GPU memory" if isinstance(e, torch.OutOfMemoryError) else "memory (RAM)"
+        return _fail(f"out of {where}; use a smaller --batch-size, --tile or network, or fewer --workers; {KEPT}", 1)
+
+
+def _fail(message: str, code: int) -> Any:
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code) from None
 
 
 def make_parser(prog: str | None, default_prog: str, doc: str | None) -> Parser:
-    return Parser(prog=prog or default_prog, description=doc,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    return Parser(prog=prog or default_prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 # -- the shared flags --------------------------------------------------------------------------------------------
@@ -105,6 +122,16 @@ def int_list(text: str) -> tuple[int, ...]:
 
 def name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if not 0 < value < 1e7:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {text}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -121,14 +148,18 @@ class Flag:
 # Every TrainConfig field a user may set, in the order of the help text, grouped.
 TRAIN_FLAGS: dict[str, list[Flag]] = {
     "network": [
-        Flag("model", "network", str, sorted(MODELS)),
+        Flag("model", "network", str, sorted(NETWORKS)),
         Flag("widths", "channels per level of the paper's U-Net, e.g. 16,32,64,128,256", int_list),
-        Flag("base_width", "first-level channels of the other networks (deeper levels double)", int),
+        Flag("base_width", "first-level channels, deeper levels double (the paper's U-Net: widths b,2b,4b,8b,16b)",
+             int),
         Flag("dropout", "dropout probability at the end of the contracting path (paper's U-Net)", float),
+        Flag("classes", "K >= 2: K classes, K output channels and a soft-max (default: one foreground class, one "
+                        "output channel and a sigmoid)", int),
         Flag("loss", "loss function", str, sorted(LOSSES)),
     ],
     "data and augmentation": [
-        Flag("tile", "input tile side in pixels (572 in the paper; default: the tile rule of unet_repro.tasks)", int),
+        Flag("tile", "input tile side in pixels (572 in the paper; default: the tile rule of unet_repro.geometry)",
+             int),
         Flag("w0", "weight-map border amplitude w0", float),
         Flag("sigma", "weight-map border width sigma in pixels", float),
         Flag("augment", "no data augmentation", flag="--no-augment"),
@@ -147,12 +178,15 @@ TRAIN_FLAGS: dict[str, list[Flag]] = {
         Flag("monitor", "validation metric that selects best.pt", str, ["loss", "iou"]),
         Flag("seed", "random seed (weights, tiles, augmentation, dropout)", int),
     ],
-    "hardware": [
+    "hardware and saving": [
         Flag("device", "auto, cpu, cuda or cuda:N", str),
-        Flag("workers", "data-loading worker processes", int),
-        Flag("bf16", "train in float32 even where bf16 is native (CUDA; CPUs with AVX512-BF16/AMX)",
+        Flag("workers", "data-loading worker processes (default: chosen from the machine: 0 on a CPU, up to 8 on a "
+                        "GPU)", int),
+        Flag("bf16", "train and evaluate in float32 even where bf16 is native (CUDA; CPUs with AVX512-BF16/AMX)",
              flag="--no-bf16"),
         Flag("channels_last", "no channels-last memory format on CUDA", flag="--no-channels-last"),
+        Flag("checkpoint_every", "seconds between checkpoints (also at the end and on an interrupt; 0: every "
+                                 "epoch)", float),
     ],
 }
 
@@ -177,16 +211,30 @@ def add_train_flags(parser: argparse.ArgumentParser, task: Task, skip: Sequence[
         for f in flags:
             if f.field in skip:
                 continue
-            values = preset_values(task, f.field)
             if f.flag:  # an off-switch
                 values = ", ".join(f"{name}: {'on' if getattr(cfg, f.field) else 'off'}"
                                    for name, cfg in task.presets.items())
                 group.add_argument(f.flag, dest=f.field, action="store_const", const=False, default=None,
                                    help=f"{f.help} (presets: {f.field.replace('_', ' ')} {values})")
+            elif f.field in ("tile", "workers", "classes"):  # no preset sets these: the data or the machine decide
+                group.add_argument(flag_name(f.field), dest=f.field, type=f.type, default=None,
+                                   metavar=f.field.upper(), help=f.help if "default" in f.help else
+                                   f"{f.help} (default: decided from the data)")
             else:
                 group.add_argument(flag_name(f.field), dest=f.field, type=f.type, choices=f.choices, default=None,
                                    metavar=None if f.choices else f.field.upper(),
-                                   help=f"{f.help} (presets: {values})")
+                                   help=f"{f.help} (presets: {preset_values(task, f.field)})")
+
+
+DATA_FLAG_HELP = {
+    "size": ("resize every image to SIZE x SIZE", int),
+    "split_seed": ("seed of the random train/validation/test split", int),
+    "val_slices": ("the last N training slices are held out for validation", int),
+    "images": ("folder of images", Path),
+    "masks": ("folder of masks with the images' file names", Path),
+    "val_fraction": ("fraction of the images held out for validation", float),
+    "test_fraction": ("fraction of the images held out for the final test", float),
+}
 
 
 def add_data_flags(parser: argparse.ArgumentParser, task: Task) -> None:
@@ -197,22 +245,12 @@ def add_data_flags(parser: argparse.ArgumentParser, task: Task) -> None:
                            help=f"the {task.title} folder (default: $UNET_REPRO_DATA/{task.data_dir}, else the "
                                 f"repository's datasets/{task.data_dir})")
     defaults = DataOptions()
-    helps = {
-        "size": ("resize every image to SIZE x SIZE", int, f"default: {'256' if task.name == 'ph2' else 'native'}"),
-        "split_seed": ("seed of the random train/validation/test split", int, f"default: {defaults.split_seed}"),
-        "val_slices": ("the last N training slices are held out for validation", int,
-                       f"default: {defaults.val_slices}"),
-        "images": ("folder of images", Path, "required"),
-        "masks": ("folder of masks with the images' file names (foreground = nonzero)", Path, "required"),
-        "val_fraction": ("fraction of the images held out for validation", float,
-                         f"default: {defaults.val_fraction}"),
-        "test_fraction": ("fraction of the images held out for the final test", float,
-                          f"default: {defaults.test_fraction}"),
-    }
     for name in task.data_flags:
-        text, kind, default = helps[name]
+        text, kind = DATA_FLAG_HELP[name]
+        default = task.data_defaults.get(name, getattr(defaults, name, None))
+        shown = "required" if name in ("images", "masks") else f"default: {'native' if default is None else default}"
         group.add_argument(flag_name(name), dest=name, type=kind, default=None,
-                           metavar="DIR" if kind is Path else None, help=f"{text} ({default})")
+                           metavar="DIR" if kind is Path else None, help=f"{text} ({shown})")
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:
@@ -227,11 +265,15 @@ def add_run_flags(parser: argparse.ArgumentParser, task: Task, resume: bool = Tr
     group.add_argument("--out", type=Path, default=None, metavar="DIR",
                        help="run folder (default: runs/<task>-<preset>; with --resume: the checkpoint's folder)")
     group.add_argument("--overwrite", action="store_true",
-                       help="replace the run already in --out, deleting its run files first (default: refuse)")
+                       help="replace the run already in --out, deleting its run files first, once the new run has "
+                            "passed its checks (default: refuse)")
     if resume:
         group.add_argument("--resume", type=Path, default=None, metavar="CKPT",
                            help="continue the run of this last.pt with its own settings; flags given with it may "
                                 "change only --epochs, --lr, --patience and the hardware flags")
+    group.add_argument("--time-limit", type=minutes, default=None, metavar="MINUTES",
+                       help="stop cleanly so that training and scoring end within MINUTES (checkpoint saved, best "
+                            "epoch scored, 'stopped: time limit' recorded; --resume continues)")
     group.add_argument("--show-config", action="store_true",
                        help="print the effective configuration (preset + flags) as JSON and exit without running")
 
@@ -242,40 +284,57 @@ def explicit_overrides(args: argparse.Namespace) -> dict[str, Any]:
             if f.name != "extra" and getattr(args, f.name, None) is not None}
 
 
+# -- from flags to a configuration and a plan --------------------------------------------------------------------
+
 def with_model(cfg: TrainConfig, model: str) -> TrainConfig:
     """`cfg` for network `model`, with the settings that do not apply to it made neutral (so that the run's config
-    never claims a value it did not use): the paper's U-Net has widths and dropout; the others a base width
-    (default: the U-Net's first width) and no dropout."""
-    if model == "unet":
-        return replace(cfg, model=model, base_width=None, widths=cfg.widths or unet_widths(cfg.base_width or 64, 4),
-                       dropout=cfg.dropout if cfg.model == "unet" else 0.5)
-    return replace(cfg, model=model, base_width=cfg.base_width or (cfg.widths[0] if cfg.widths else 64), widths=(),
-                   dropout=0.0)
+    never claims a value it did not use) and those it takes carried over or set to the network's own defaults."""
+    first = cfg.base_width or (cfg.widths[0] if cfg.widths else 64)
+    carried = {"widths": cfg.widths or unet_widths(first, 4), "base_width": first,
+               "dropout": cfg.dropout if cfg.model == model else TrainConfig.dropout,
+               "padding": cfg.padding if cfg.model == model else TrainConfig.padding}
+    switched = replace(cfg, model=model, **{k: carried[k] for k in NETWORKS[model].settings})
+    return replace(switched, **neutral_settings(switched))
 
 
-def build_config(task: Task, args: argparse.Namespace, info: DataInfo | None) -> TrainConfig:
-    """The run's configuration: the preset (or, with ``--resume``, the checkpoint's own), then the flags given,
-    then the tile rule (when ``--tile`` is not given) and the data's channels; checked with `validate_config`."""
+def with_base_width(cfg: TrainConfig) -> TrainConfig:
+    """A base width given to a network that takes widths: the widths it means (b, 2b, ... over as many levels)."""
+    if cfg.base_width is None or "widths" not in NETWORKS[cfg.model].settings:
+        return cfg
+    depth = max(1, len(cfg.widths) - 1) if cfg.widths else 4
+    return replace(cfg, widths=unet_widths(cfg.base_width, depth), base_width=None)
+
+
+def build_config(task: Task, args: argparse.Namespace, info: DataInfo | None,
+                 resume: Resume | None = None) -> TrainConfig:
+    """The run's configuration: the preset (or, resuming, the checkpoint's own, whose network may not change), then
+    the flags given, then the data's channels and the tile rule (when ``--tile`` is not given); checked with
+    `validate_config`."""
     overrides = explicit_overrides(args)
-    if getattr(args, "resume", None) is not None:
-        ckpt = load_checkpoint(args.resume, task=task.name)
-        saved = TrainConfig.from_dict(ckpt["config"])
+    if resume is not None:
+        saved = resume.config
         preset = saved.extra.get("preset")
-        if args.preset is not None and preset is not None and args.preset != preset:
+        if getattr(args, "preset", None) is not None and preset is not None and args.preset != preset:
             raise UsageError(f"--preset {args.preset} differs from the resumed run's preset {preset}; leave out "
-                             f"--preset to continue {args.resume}")
+                             f"--preset to continue {resume.path}")
         cfg = replace(saved, **overrides)
-    else:
-        cfg = task.preset(args.preset or task.default_preset)
-        if "model" in overrides:
-            cfg = with_model(cfg, overrides["model"])
-        cfg = replace(cfg, **overrides)
-        if info is not None:
-            cfg = replace(cfg, in_channels=info.shape[2])
-            if "tile" not in overrides:
-                validate_config(cfg, tile=False)  # the network must be buildable to choose its tile
-                cfg = replace(cfg, tile=default_tile(build_model(cfg), info.shape))
+        resume.changes(cfg)  # refuses what a resume cannot change, the network first
+        validate_config(cfg)
+        return cfg
+    cfg = task.preset(getattr(args, "preset", None) or task.default_preset)
+    if "model" in overrides:
+        cfg = with_model(cfg, overrides["model"])
+    cfg = with_base_width(replace(cfg, **overrides))
+    cfg = replace(cfg, tile=overrides.get("tile"))
+    if info is not None:
+        cfg = replace(cfg, in_channels=info.shape[2])
     validate_config(cfg)
+    if cfg.tile is None and info is not None:
+        try:
+            cfg = replace(cfg, tile=training_tile(cfg.geometry(), info.shape).input)
+        except ValueError as e:
+            raise ConfigError("tile", f"cannot be chosen for this network: {e}", "pass --tile, or use fewer levels "
+                                                                               "(--widths)") from None
     return cfg
 
 
@@ -291,84 +350,96 @@ def check_data(task: Task, args: argparse.Namespace) -> tuple[Path | None, DataI
     return root, task.check(root, data_options(args))
 
 
-# -- provenance --------------------------------------------------------------------------------------------------
-
-def git_commit() -> str:
-    """The checkout's commit (``-dirty`` with uncommitted changes), or the package version when not in a
-    checkout (an installed package)."""
-    if (PACKAGE_ROOT / ".git").exists():
-        try:
-            out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True,
-                                 text=True, timeout=10)
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_ROOT,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            if out.returncode == 0:
-                return out.stdout.strip() + ("-dirty" if dirty else "")
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return f"unet_repro {__version__} (no git checkout)"
+def deadline(args: argparse.Namespace, started: float | None = None) -> float | None:
+    """``--time-limit`` as a ``time.monotonic()`` deadline counted from `started` (default: now)."""
+    limit = getattr(args, "time_limit", None)
+    return None if limit is None else (started if started is not None else time.monotonic()) + 60 * limit
 
 
-def cpu_name() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
+@dataclass
+class Configured:
+    """A run's checked inputs: its checkpoint (when resuming), its data folder and what the data check found, and
+    its configuration with the notes of where it came from."""
+
+    resume: Resume | None
+    root: Path | None
+    info: DataInfo
+    cfg: TrainConfig
+
+
+def configure(task: Task, args: argparse.Namespace, prog: str, argv: list[str] | None,
+              resume: Path | None = None) -> Configured | None:
+    """Check the checkpoint (read once), the data and the configuration; None after ``--show-config``."""
+    resume_path = resume if resume is not None else getattr(args, "resume", None)
+    loaded = Resume.load(resume_path, task=task.name) if resume_path is not None else None
+    if loaded is not None:
+        args = with_saved_data_flags(task, args, loaded)
+    root, info = check_data(task, args)
+    cfg = build_config(task, args, info, loaded)
+    if getattr(args, "show_config", False):
+        show_config(cfg)
         return None
+    record = provenance(prog, argv)
+    if loaded is not None:
+        cfg = replace(cfg, extra={**cfg.extra, "resumed": [*cfg.extra.get("resumed", []), record]})
+    else:
+        data = {k: display_path(v) if isinstance(v, Path) else v for k, v in asdict(data_options(args)).items()
+                if k in task.data_flags}
+        cfg = replace(cfg, extra={"task": task.name, "preset": getattr(args, "preset", None) or task.default_preset,
+                                  "data_root": display_path(root), **data, **record})
+    return Configured(loaded, root, info, cfg)
 
 
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return f"CPU {cpu_name() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+def plan_run(task: Task, args: argparse.Namespace, prog: str, argv: list[str] | None, out: Path | None = None,
+             resume: Path | None = None) -> RunPlan | None:
+    """`configure`, then decide the run folder and check it (not yet touched); None after ``--show-config``.
+
+    The folder: ``--out``, else the resumed checkpoint's own folder, else ``runs/<task>-<preset>``. A finished run
+    (trained to its stop rule and scored) is refused with what to do; a new run refuses a folder holding another
+    run or other files unless ``--overwrite`` (`unet_repro.training.run_dir.check_run_dir`).
+    """
+    done = configure(task, args, prog, argv, resume)
+    if done is None:
+        return None
+    loaded, cfg = done.resume, done.cfg
+    out = Path(out or getattr(args, "out", None) or (loaded.path.parent if loaded else Path("runs") /
+                                                      f"{task.name}-{cfg.extra.get('preset')}"))
+    reason = loaded.finished_reason(cfg) if loaded is not None else None
+    if reason and is_finished(out):
+        raise UsageError(f"the run in {out} is finished ({reason}; best epoch {loaded.state.get('best_epoch')}); to "
+                         f"train it longer, resume with a larger --epochs (it has {cfg.epochs})"
+                         + (" or --patience" if cfg.patience else ""))
+    check_run_dir(out, loaded.path if loaded else None, getattr(args, "overwrite", False))
+    options = data_options(with_saved_data_flags(task, args, loaded) if loaded else args)
+    return RunPlan(task, cfg, out, loaded, done.root, options, done.info, getattr(args, "overwrite", False),
+                   getattr(args, "tta", False), deadline(args))
 
 
-def provenance(prog: str, argv: Sequence[str] | None) -> dict[str, str]:
-    """What produced a result: the command as typed, the commit, the hardware and the date."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    return {"command": " ".join([prog, *args]), "commit": git_commit(), "hardware": hardware(),
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "python": platform.python_version()}
+def _same(given: Any, old: Any) -> bool:
+    if isinstance(old, Path):
+        return Path(given).resolve() == old.resolve()
+    return given == old
 
 
-# -- trained models ----------------------------------------------------------------------------------------------
+def with_saved_data_flags(task: Task, args: argparse.Namespace, resume: Resume) -> argparse.Namespace:
+    """A resumed run reads its data as it was first read: data flags not given now come from the checkpoint."""
+    extra = resume.config.extra
+    saved = {}
+    for key in (*task.data_flags, "data_root"):
+        given, old = getattr(args, key, None), extra.get(key)
+        if old is None:
+            continue
+        old = Path(os.path.expandvars(old)) if key in ("images", "masks", "data_root") else old
+        if given is None:
+            saved[key] = old
+        elif key != "data_root" and not _same(given, old):  # the data may move, but not change
+            raise UsageError(f"--{key.replace('_', '-')} {given} differs from the resumed run's {old}; a resumed run "
+                             f"reads its data as it was first read: leave the flag out")
+    if "data_root" in saved and not saved["data_root"].exists():  # moved since: look for it as a new run would
+        del saved["data_root"]
+    return argparse.Namespace(**{**vars(args), **saved})
 
-def check_image_channels(image: np.ndarray, trained: Trained, path: Path | str) -> None:
-    """`DataError` when an image has other channels than the network was trained on."""
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels != trained.config.in_channels:
-        kinds = {1: "gray", 3: "RGB"}
-        raise DataError(f"{path} is {kinds.get(channels, f'{channels}-channel')} but the network of "
-                        f"{trained.path} takes {kinds.get(trained.config.in_channels, '?')} images "
-                        f"({trained.config.in_channels} channel(s)); convert the image or use a matching checkpoint")
 
-
-def task_of(ckpt: dict[str, Any]) -> str | None:
-    return checkpoint_task(ckpt)
-
-
-# -- figures -----------------------------------------------------------------------------------------------------
-
-def save_panels(path: Path, panels: list[tuple[str, np.ndarray]], probability: Sequence[str] = (),
-                title: str | None = None) -> None:
-    """Side-by-side PNG of 2-D images with titles (e.g. image | label | prediction). Panels named in `probability`
-    are drawn on a fixed 0-1 scale with a labelled colour bar; others in gray (or as RGB)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
-    for ax, (name, a) in zip(axes[0], panels):
-        if name in probability:
-            im = ax.imshow(a, cmap="viridis", vmin=0.0, vmax=1.0)
-            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-            bar.set_label(name)
-        else:
-            ax.imshow(a, cmap=None if a.ndim == 3 else "gray")
-        ax.set_title(name, fontsize=10)
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+__all__ = ["Flag", "Parser", "TRAIN_FLAGS", "add_data_flags", "add_run_flags", "add_train_flags", "build_config",
+           "check_data", "configure", "data_options", "deadline", "explicit_overrides", "make_parser", "name_list", "plan_run",
+           "run_main", "show_config", "with_model"]

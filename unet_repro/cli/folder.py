@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 
 from ..tasks import FOLDER
-from .common import add_data_flags, add_run_flags, add_train_flags, make_parser, run_main
-from .runs import plan_run, train_planned
+from ..runs import run_and_score
+from .common import add_data_flags, add_run_flags, add_train_flags, make_parser, plan_run, run_main
 
 PROG = "python -m experiments.folder"
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     plan = plan_run(FOLDER, args, prog, argv)
     if plan is None:
         return {}
-    return train_planned(plan, FOLDER.load(None, plan.options), tta=args.tta)
+    return run_and_score(plan, FOLDER.load(None, plan.options))
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import os
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +29,16 @@ import tifffile
 from scipy import ndimage
 
 from ..errors import DataNotFoundError, UsageError
-from ..inference import predict_tiled
+from ..files import write_json, write_text
 from ..metrics.isbi import DEFAULT_THRESHOLDS, Mismatch, threshold_sweep, warping_mismatches
-from ..tasks import ISBI, DataOptions, find_data_root
+from ..progress import progress
+from ..provenance import display_path, git_commit
+from ..report import save_panels
+from ..runs import write_stack
+from ..tasks import ISBI, DataOptions, Splits, find_data_root
 from ..tasks.isbi import load_all, load_test
-from ..training import load_trained, progress
-from .common import git_commit, make_parser, run_main, save_panels
+from ..training import TrainConfig, defining_settings, load_trained, read_result
+from .common import make_parser, run_main
 
 PROG = "python -m experiments.isbi_eval"
 
@@ -46,6 +54,28 @@ WARN = "⚠"
 def read_probs(path: Path) -> np.ndarray:
     probs = tifffile.imread(path)
     return probs[None] if probs.ndim == 2 else probs
+
+
+@dataclass
+class HeldOut:
+    """The held-out slices of one trained model (a fold, or a single run): their slice numbers, images, labels
+    and the model's P(cell) maps, and the run's result record."""
+
+    name: str
+    slices: list[int]
+    images: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    result: dict
+
+
+def all_cell_scores(labels: np.ndarray) -> dict[str, float]:
+    """The challenge's metrics of the trivial prediction "everything is cell" on the held-out labels, pooled as
+    for a model: what a segmentation must beat to be one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every threshold of a constant map is degenerate
+        sweep = threshold_sweep(np.ones(labels.shape, np.float32), labels, thresholds=[0.5])
+    return {m: sweep[m]["value"] for m, _ in COLUMNS}
 
 
 def error_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -78,97 +108,147 @@ def predict_test_volume(run: Path, folds: list[int], data_root: Path, tta: bool)
         test = load_test(data_root)
     except DataNotFoundError as e:
         raise DataNotFoundError(f"--predict-test needs the test stack: {e}") from None
-    models = [load_trained(run / f"fold_{k}" / "best.pt", task="isbi").model for k in folds]
-    probs = np.stack([np.mean([predict_tiled(m, image, tta=tta) for m in models], axis=0)
-                      for image in progress(test, desc="test slices")]).astype(np.float32)
+    models = [load_trained(run / f"fold_{k}" / "best.pt", task="isbi") for k in folds]
+    probs = [np.mean([m.predict(image, tta=tta) for m in models], axis=0)
+             for image in progress(test, desc="test slices")]
     out = run / "test-probabilities.tif"
-    tifffile.imwrite(out, probs, photometric="minisblack")
+    write_stack(out, probs)
     return out
+
+
+def fold_units(run: Path, data_root: Path) -> list[HeldOut]:
+    """The finished folds of a cross-validation that belong to its design (`folds.json`: the same settings and
+    held-out slices)."""
+    meta = json.loads((run / "folds.json").read_text())
+    data = load_all(data_root)
+    units = []
+    for k, slices in enumerate(meta["folds"]):
+        result = read_result(run / f"fold_{k}")
+        if result is None or not result.get("finished", True) or result["split"]["val_slices"] != slices:
+            continue
+        if meta.get("config") and defining_settings(TrainConfig.from_dict(result["config"])) != meta["config"]:
+            continue
+        units.append(HeldOut(f"fold {k}", slices, data.images[slices], data.labels[slices],
+                             read_probs(run / f"fold_{k}" / "heldout_prob.tif"), result))
+    if not units:
+        raise UsageError(f"no finished fold of this design in {run} (expected fold_k/final_metrics.json); train the "
+                         f"folds with `python -m experiments.isbi --folds K --out {run}` first")
+    return units
 
 
 def evaluate_run(run: Path, data_root: Path, predict_test: bool = False, tta: bool = False,
                  thresholds: np.ndarray = DEFAULT_THRESHOLDS) -> dict:
-    """Score the held-out predictions of every finished fold of `run`; write the report files into `run`."""
+    """Score the held-out predictions of every finished fold of the cross-validation in `run`; write the report
+    files into `run`."""
     meta = json.loads((run / "folds.json").read_text())
-    data = load_all(data_root)
-    folds = [k for k in range(len(meta["folds"])) if (run / f"fold_{k}" / "final_metrics.json").exists()]
-    if not folds:
-        raise UsageError(f"no finished fold in {run} (expected fold_k/final_metrics.json); train the folds with "
-                         f"`python -m experiments.isbi --folds K --out {run}` first")
-    per_fold, rows, pooled_p, pooled_t, info = {}, [], [], [], {}
-    for k in progress(folds, desc="scoring folds"):
-        final = json.loads((run / f"fold_{k}" / "final_metrics.json").read_text())
-        final["validation_slices"] = idx = final["split"]["val_slices"]
-        probs, truth = read_probs(run / f"fold_{k}" / "heldout_prob.tif"), data.labels[idx]
-        sweep = threshold_sweep(probs, truth, thresholds)
-        per_fold[k] = {m: sweep[m]["value"] for m, _ in COLUMNS}
-        per_fold[k]["thresholds"] = {m: sweep[m]["threshold"] for m, _ in COLUMNS}
-        per_fold[k]["degenerate"] = {m: sweep[m]["degenerate"] for m, _ in COLUMNS}
-        per_fold[k]["degenerate_thresholds"] = sweep["degenerate_thresholds"]
-        for j, i in enumerate(idx):
-            rows.append({"slice": i, "fold": k, **{m: sweep[m]["per_slice"][j] for m, _ in COLUMNS}})
-        pooled_p.append(probs)
-        pooled_t.append(truth)
-        info[k] = final
-    pooled = threshold_sweep(np.concatenate(pooled_p), np.concatenate(pooled_t), thresholds)
-    overall = {m: pooled[m]["value"] for m, _ in COLUMNS}
-    overall_t = {m: pooled[m]["threshold"] for m, _ in COLUMNS}
-    overall_degenerate = {m: pooled[m]["degenerate"] for m, _ in COLUMNS}
-    mean = {m: float(np.mean([per_fold[k][m] for k in folds])) for m, _ in COLUMNS}
-    std = {m: float(np.std([per_fold[k][m] for k in folds])) for m, _ in COLUMNS}
-    # a mean over folds is no result if any fold's value is not
-    mean_degenerate = {m: any(per_fold[k]["degenerate"][m] for k in folds) for m, _ in COLUMNS}
-
-    with open(run / "per_slice.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    # Best and worst held-out slices by the challenge's pixel error, at the pooled best threshold.
-    order = sorted(rows, key=lambda r: r["pixel_error"])
-    figures = []
-    for tag, row in (("best", order[0]), ("worst", order[-1])):
-        i, k = row["slice"], row["fold"]
-        j = info[k]["validation_slices"].index(i)
-        prob = read_probs(run / f"fold_{k}" / "heldout_prob.tif")[j]
-        name = f"{tag}_slice_{i:02d}.png"
-        threshold = pooled["pixel_error"]["threshold"]
-        errors = (f"errors at threshold {threshold:.1f}\nred: false membrane, blue: missed membrane\n"
-                  f"yellow: split/merge (warping error)")
-        save_panels(run / name, [("image", data.images[i]), ("P(cell)", prob),
-                                 (errors, error_overlay(data.images[i], data.labels[i] > 0, prob > threshold))],
-                    probability=("P(cell)",),
-                    title=f"{tag} held-out slice {i} (fold {k}): pixel error {row['pixel_error']:.4f}, "
-                          f"Rand error {row['rand_error']:.4f}")
-        figures.append((tag, i, name))
-    predict_test_path = None
+    units = fold_units(run, data_root)
+    test_path = None
     if predict_test:
-        test_path = predict_test_volume(run, folds, data_root, tta)
-        predict_test_path = test_path.name
+        test_path = predict_test_volume(run, [int(u.name.split()[-1]) for u in units], data_root, tta).name
+    command = f"{PROG} --run {display_path(run)}" + (" --predict-test" if predict_test else "") + \
+        (" --tta" if predict_test and tta else "")
+    return score_held_out(run, units, len(meta["folds"]), meta.get("command"), command, thresholds, test_path,
+                          {"fold_slices": meta["folds"], "folds_run": [int(u.name.split()[-1]) for u in units]})
 
-    first = info[folds[0]]
-    summary = {"folds_run": folds, "folds_total": len(meta["folds"]), "fold_slices": meta["folds"],
-               "per_fold": per_fold, "pooled": overall, "pooled_thresholds": overall_t,
-               "pooled_degenerate": overall_degenerate,
-               "pooled_degenerate_thresholds": pooled["degenerate_thresholds"], "mean": mean, "std": std,
-               "mean_degenerate": mean_degenerate,
-               "paper_table1": PAPER, "tta": bool(first.get("tta")), "train_command": meta.get("command"),
-               "train_commits": sorted({info[k].get("commit", "?") for k in folds}),
-               "report_commit": git_commit(), "report_command": f"{PROG} --run {run}"
-               + (" --predict-test" if predict_test else "") + (" --tta" if predict_test and tta else ""), "hardware": first.get("hardware"), "seed": first.get("seed"),
-               "config": first.get("config"), "test_probabilities": predict_test_path}
-    (run / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (run / "report.md").write_text(render_report(summary, folds, per_fold, info, figures))
-    print(f"pooled over {len(rows)} held-out slices: "
-          + ", ".join(f"{label} {fmt_flagged(overall[m], overall_degenerate[m])}" for m, label in COLUMNS)
-          + f"; report in {run / 'report.md'}")
-    flagged = [label for m, label in COLUMNS if overall_degenerate[m]]
+
+def report_single_run(run: Path, splits: Splits, thresholds: np.ndarray = DEFAULT_THRESHOLDS) -> dict:
+    """The challenge's metrics of one run's held-out slices (its ``heldout_prob.tif``), beside the paper's Table 1
+    and the trivial all-cell prediction: ``report.md`` and a few lines on screen."""
+    result = read_result(run)
+    slices = splits.description["val_slices"]
+    unit = HeldOut(run.name, slices, np.asarray(splits.val.images), np.asarray(splits.val.labels),
+                   read_probs(run / "heldout_prob.tif"), result)
+    return score_held_out(run, [unit], None, result.get("command"), None, thresholds, None, {})
+
+
+def score_held_out(out: Path, units: list[HeldOut], folds_total: int | None, train_command: str | None,
+                   report_command: str | None, thresholds: np.ndarray, test_path: str | None, extra: dict) -> dict:
+    """Sweep each metric over the thresholds per unit and pooled, score the all-cell prediction, draw the best and
+    worst slices, and write ``report.md``, ``summary.json`` and ``per_slice.csv``."""
+    per_unit, rows = {}, []
+    for u in progress(units, desc="scoring held-out slices"):
+        sweep = threshold_sweep(u.probs, u.labels, thresholds)
+        per_unit[u.name] = {m: sweep[m]["value"] for m, _ in COLUMNS}
+        per_unit[u.name]["thresholds"] = {m: sweep[m]["threshold"] for m, _ in COLUMNS}
+        per_unit[u.name]["degenerate"] = {m: sweep[m]["degenerate"] for m, _ in COLUMNS}
+        per_unit[u.name]["degenerate_thresholds"] = sweep["degenerate_thresholds"]
+        for j, i in enumerate(u.slices):
+            rows.append({"slice": i, "unit": u.name, **{m: sweep[m]["per_slice"][j] for m, _ in COLUMNS}})
+    labels = np.concatenate([u.labels for u in units])
+    pooled = threshold_sweep(np.concatenate([u.probs for u in units]), labels, thresholds)
+    names = [u.name for u in units]
+    first = units[0].result
+    summary = {
+        "units": names, "folds_total": folds_total, "per_unit": per_unit,
+        "pooled": {m: pooled[m]["value"] for m, _ in COLUMNS},
+        "pooled_thresholds": {m: pooled[m]["threshold"] for m, _ in COLUMNS},
+        "pooled_degenerate": {m: pooled[m]["degenerate"] for m, _ in COLUMNS},
+        "pooled_degenerate_thresholds": pooled["degenerate_thresholds"],
+        "mean": {m: float(np.mean([per_unit[n][m] for n in names])) for m, _ in COLUMNS},
+        "std": {m: float(np.std([per_unit[n][m] for n in names])) for m, _ in COLUMNS},
+        # a mean over folds is no result if any fold's value is not
+        "mean_degenerate": {m: any(per_unit[n]["degenerate"][m] for n in names) for m, _ in COLUMNS},
+        "all_cell": all_cell_scores(labels), "paper_table1": PAPER, "tta": bool(first.get("tta")),
+        "train_command": train_command, "train_commits": sorted({u.result.get("commit", "?") for u in units}),
+        "report_commit": git_commit(), "report_command": report_command, "hardware": first.get("hardware"),
+        "seed": first.get("seed"), "preset": first.get("preset"), "config": first.get("config"),
+        "test_probabilities": test_path, "slices": sum((u.slices for u in units), []), **extra,
+    }
+    write_per_slice(out / "per_slice.csv", rows)
+    figures = draw_best_and_worst(out, units, rows, pooled["pixel_error"]["threshold"])
+    write_json(out / "summary.json", summary)
+    write_text(out / "report.md", render_report(summary, figures))
+    print(challenge_lines(summary, out))
+    flagged = [label for m, label in COLUMNS if summary["pooled_degenerate"][m]]
     if flagged:
         print(f"warning: {', '.join(flagged)}: every threshold gives a held-out slice with no cell or no membrane "
               f"pixel; the pooled value is not a segmentation result", file=sys.stderr)
     return summary
 
 
-def degenerate_sentences(s: dict, folds: list[int], per_fold: dict) -> str:
+def write_per_slice(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def draw_best_and_worst(out: Path, units: list[HeldOut], rows: list[dict], threshold: float) -> list:
+    """Figures of the best and worst held-out slices by the challenge's pixel error, at the pooled best threshold."""
+    order = sorted(rows, key=lambda r: r["pixel_error"])
+    by_name = {u.name: u for u in units}
+    figures = []
+    for tag, row in (("best", order[0]), ("worst", order[-1])):
+        u = by_name[row["unit"]]
+        j = u.slices.index(row["slice"])
+        name = f"{tag}_slice_{row['slice']:02d}.png"
+        errors = (f"errors at threshold {threshold:.1f}\nred: false membrane, blue: missed membrane\n"
+                  f"yellow: split/merge (warping error)")
+        save_panels(out / name, [("image", u.images[j]), ("P(cell)", u.probs[j]),
+                                 (errors, error_overlay(u.images[j], u.labels[j] > 0, u.probs[j] > threshold))],
+                    probability=("P(cell)",),
+                    title=f"{tag} held-out slice {row['slice']} ({u.name}): pixel error {row['pixel_error']:.4f}, "
+                          f"Rand error {row['rand_error']:.4f}")
+        figures.append((tag, row["slice"], name))
+    return figures
+
+
+def challenge_lines(s: dict, out: Path) -> str:
+    """The screen's summary: the three metrics of Table 1 for the paper, ours and the all-cell prediction."""
+    shown = [("warping_error", "warping error"), ("rand_error", "Rand error"), ("pixel_error", "pixel error")]
+    n = len(s["slices"])
+    head = f"{'':34}" + "".join(f"{label:>15}" for _, label in shown)
+    lines = [f"ISBI-2012 challenge metrics on {n} held-out slice(s), each at its best threshold:", head,
+             f"{'paper, Table 1 (hidden test set)':34}" + "".join(f"{fmt(PAPER[m]):>15}" for m, _ in shown),
+             f"{'ours':34}" + "".join(f"{fmt_flagged(s['pooled'][m], s['pooled_degenerate'][m]):>15}"
+                                      for m, _ in shown),
+             f"{'all cell (trivial prediction)':34}" + "".join(f"{fmt(s['all_cell'][m]):>15}" for m, _ in shown),
+             f"report: {out / 'report.md'}; figures: {out}/*.png"]
+    return "\n".join(lines)
+
+
+def degenerate_sentences(s: dict) -> str:
     """The report's paragraphs on degenerate thresholds (a held-out slice all cell or all membrane there): which
     thresholds were degenerate (pooled), and a warning for every value that could only be had at one. Each
     paragraph is preceded by an empty line; "" when there is nothing to say."""
@@ -184,53 +264,63 @@ def degenerate_sentences(s: dict, folds: list[int], per_fold: dict) -> str:
                      f"every threshold some held-out slice was predicted all membrane or all cell, so the value "
                      f"shown is that of such a prediction (an all-membrane prediction has warping error 0), not of a "
                      f"segmentation.")
-    for k in folds:
-        fold = [labels[m] for m, _ in COLUMNS if per_fold[k]["degenerate"][m] and m not in pooled]
-        if fold:
-            lines.append(f"{WARN} Fold {k}: {', '.join(fold)} only at degenerate thresholds (a held-out slice all "
-                         f"membrane or all cell); marked {WARN} in the table, also in the mean over folds.")
+    for name in s["units"]:
+        flagged = [labels[m] for m, _ in COLUMNS if s["per_unit"][name]["degenerate"][m] and m not in pooled]
+        if flagged and len(s["units"]) > 1:
+            lines.append(f"{WARN} {name.capitalize()}: {', '.join(flagged)} only at degenerate thresholds (a held-out "
+                         f"slice all membrane or all cell); marked {WARN} in the table, also in the mean over folds.")
     return "".join("\n" + line + "\n" for line in lines)
 
 
-def render_report(s: dict, folds: list[int], per_fold: dict, info: dict, figures: list) -> str:
+def span(slices: list[int]) -> str:
+    return f"{slices[0]}-{slices[-1]}" if slices == list(range(slices[0], slices[-1] + 1)) else \
+        ", ".join(map(str, slices))
+
+
+def render_report(s: dict, figures: list) -> str:
     cfg = s["config"] or {}
+    cv = s["folds_total"] is not None
     header = "| | " + " | ".join(label for _, label in COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
-    lines = ["| **paper, Table 1** (hidden test set) | " + " | ".join(
-        fmt(PAPER.get(m)) for m, _ in COLUMNS) + " |"]
-    lines.append("| **ours, pooled** (all held-out slices) | " + " | ".join(
+    lines = ["| **paper, Table 1** (hidden test set) | " + " | ".join(fmt(PAPER.get(m)) for m, _ in COLUMNS) + " |"]
+    lines.append(f"| **ours{', pooled' if cv else ''}** (held-out slices {span(s['slices'])}) | " + " | ".join(
         fmt_flagged(s['pooled'][m], s['pooled_degenerate'][m], bold=True) for m, _ in COLUMNS) + " |")
-    if len(folds) > 1:
+    if len(s["units"]) > 1:
         lines.append("| ours, mean ± std over folds | " + " | ".join(
             fmt_flagged(s['mean'][m], s['mean_degenerate'][m]) + f" ± {fmt(s['std'][m])}" for m, _ in COLUMNS)
             + " |")
-    for k in folds:
-        sl = info[k]["validation_slices"]
-        lines.append(f"| fold {k} (slices {sl[0]}-{sl[-1]}) | " + " | ".join(
-            fmt_flagged(per_fold[k][m], per_fold[k]["degenerate"][m]) for m, _ in COLUMNS) + " |")
+        for name in s["units"]:
+            lines.append(f"| {name} | " + " | ".join(
+                fmt_flagged(s["per_unit"][name][m], s["per_unit"][name]["degenerate"][m]) for m, _ in COLUMNS)
+                + " |")
+    lines.append("| all cell (trivial prediction, same slices) | " + " | ".join(
+        fmt(s["all_cell"][m]) for m, _ in COLUMNS) + " |")
     thresholds = " | ".join(f"{s['pooled_thresholds'][m]:.1f}" for m, _ in COLUMNS)
-    degenerate_note = degenerate_sentences(s, folds, per_fold)
-    ran = (f"fold {folds[0]} of {s['folds_total']} was run" if len(folds) == 1 else
-           f"{len(folds)} of {s['folds_total']} folds were run (folds {', '.join(map(str, folds))})")
-    reduced = (f"**Reduced protocol:** {ran}, with the `{info[folds[0]].get('preset')}` preset "
-               f"({cfg.get('epochs')} epochs x {cfg.get('steps_per_epoch')} tiles, widths "
-               f"{tuple(cfg.get('widths', ()))}).\n" if len(folds) < s["folds_total"] else
-               f"All {s['folds_total']} folds were run with the `{info[folds[0]].get('preset')}` preset.\n")
-    return f"""# ISBI-2012: cross-validated reproduction of the paper's Table 1
+    network = (f"`{s.get('preset')}` preset ({cfg.get('epochs')} epochs x {cfg.get('steps_per_epoch')} passes of "
+               f"{cfg.get('batch_size')} tile(s), widths {tuple(cfg.get('widths', ()))})")
+    if cv:
+        ran = (f"**Reduced protocol:** {len(s['units'])} of {s['folds_total']} folds were run "
+               f"({', '.join(s['units'])})" if len(s["units"]) < s["folds_total"] else
+               f"All {s['folds_total']} folds were run")
+        setting = (f"Our figures are {s['folds_total']}-fold cross-validated on the 30 public *training* slices: each "
+                   f"held-out slice is predicted by the model that did not train on it. {ran}, with the {network}.")
+    else:
+        setting = (f"Our figures are on {len(s['slices'])} public *training* slices held out from training (slices "
+                   f"{span(s['slices'])}), predicted by one model trained on the others with the {network}.")
+    return f"""# ISBI-2012: the paper's Table 1 and ours
 
-**Not the same test set.** Our figures are {s['folds_total']}-fold cross-validated on the 30 public *training*
-slices: each held-out slice is predicted by the model that did not train on it. The paper's figures are on the 30
-*test* slices, whose labels are hidden and which the challenge organisers scored. The two are comparable in kind, not
-in value; the paper's network was also trained far longer (10 h on a GPU).
+**Not the same test set.** {setting} The paper's figures are on the 30 *test* slices, whose labels are hidden and
+which the challenge organisers scored. The two are comparable in kind, not in value; the paper's network was also
+trained far longer (10 h on a GPU). The last row is the trivial prediction "everything is cell" on the same slices:
+a segmentation has to beat it to be one.
 
-{reduced}
 Held-out slices were predicted whole with overlap-tile prediction{' averaged over the 8 symmetries of the square (test-time augmentation)' if s['tta'] else ''}; each metric was evaluated at the challenge's
 10 thresholds of P(cell) (0.0, 0.1, ..., 0.9) and is reported at its best threshold, as the challenge did, never at
 one where a held-out slice is all cell or all membrane while another threshold is available.
 
 {header}{chr(10).join(lines)}
 
-Best thresholds (pooled): {thresholds} (same column order).
-{degenerate_note}
+Best thresholds ({'pooled' if cv else 'ours'}): {thresholds} (same column order).
+{degenerate_sentences(s)}
 Definitions (`unet_repro/metrics/isbi.py`, following the challenge's Fiji code): pixel error = 1 - F1 of the
 cell pixels; Rand error = 1 - foreground-restricted Rand F-score; warping error = split and merge pixels left after
 warping the truth towards the prediction with simple-point flips, over all pixels (the challenge's, as in Table 1);
@@ -249,7 +339,7 @@ Red: membrane predicted inside a cell; blue: membrane missed; yellow: split/merg
 
 - Training: `{s['train_command']}` at commit(s) {', '.join(f'`{c}`' for c in s['train_commits'])}; seed
   {s['seed']}; {s['hardware']}.
-- This report: `{s['report_command']}` at commit `{s['report_commit']}`.
+- This report: {f"`{s['report_command']}`" if s['report_command'] else 'written by the training command'} at commit `{s['report_commit']}`.
 - Per-slice values: `per_slice.csv`; everything above: `summary.json`.
 {'- Test-set submission: `' + s['test_probabilities'] + '` (30 x 512 x 512 float32, P(cell): membrane = 0 like the labels).' if s['test_probabilities'] else ''}
 """
@@ -269,14 +359,30 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    root = find_data_root(ISBI, args.data_root)
-    ISBI.check(root, DataOptions(val_slices=1))
     if not (args.run / "folds.json").exists():
         raise UsageError(f"{args.run / 'folds.json'} not found: pass the folder of an "
                          f"`experiments.isbi --folds K` run")
     if args.tta and not args.predict_test:
         raise UsageError("--tta here applies to --predict-test only (the held-out maps were predicted in training)")
+    root = recorded_data_root(args.run, args.data_root)
+    ISBI.check(root, DataOptions(val_slices=1))
     return evaluate_run(args.run, root, predict_test=args.predict_test, tta=args.tta)
+
+
+def recorded_data_root(run: Path, given: Path | None) -> Path:
+    """The ISBI folder to score against: ``--data-root`` if given, else the one the run recorded (when it is
+    still there), else the default lookup; says which."""
+    if given is not None:
+        print(f"scoring against {given} (--data-root)")
+        return given
+    recorded = json.loads((run / "folds.json").read_text()).get("data_root")
+    if recorded and Path(os.path.expandvars(recorded)).is_dir():
+        print(f"scoring against the data the run was trained on: {recorded}")
+        return Path(os.path.expandvars(recorded))
+    root = find_data_root(ISBI)
+    print(f"scoring against {display_path(root)}" + (f" (the run's own data, {recorded}, is not there)"
+                                                      if recorded else ""))
+    return root
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:

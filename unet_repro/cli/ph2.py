@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import time
-from dataclasses import asdict
+import io
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from ..errors import DivergedError, RunFolderError, UsageError
-from ..inference import predict_tiled
+from ..files import write_json, write_text
 from ..losses import LOSSES
-from ..metrics.segmentation import segmentation_report
-from ..models import MODELS
+from ..models import NETWORKS
+from ..progress import duration
+from ..report import pyplot, save_figure
+from ..runs import RunPlan, run_and_score
 from ..tasks import PH2, Splits
-from ..training import Distributed, progress, read_metrics, train
-from .common import (add_data_flags, add_run_flags, add_train_flags, build_config, check_data, data_options,
-                     load_trained, make_parser, name_list, provenance, run_main, show_config)
-from .runs import RunPlan, plan_run, write_json
+from ..training import Distributed, Resume, TrainConfig, defining_settings, is_finished, read_metrics, read_result
+from .common import (add_data_flags, add_run_flags, add_train_flags, build_config, check_data, configure,
+                     data_options, deadline, make_parser, name_list, plan_run, run_main, show_config)
 
 PROG = "python -m experiments.ph2"
 ALL_MODELS = ["unet", "unet_same", "unet_strided", "unet_unpool", "unet_dilated", "segnet", "segnet_nearest"]
@@ -62,49 +62,44 @@ def cell_args(args: argparse.Namespace, model: str, loss: str, seed: int) -> arg
 def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     preset = args.preset or PH2.default_preset
     grid = {k: getattr(args, k) or v for k, v in GRIDS[preset].items()}
-    unknown = [m for m in grid["models"] if m not in MODELS] + [f"loss {l}" for l in grid["losses"] if l not in LOSSES]
+    unknown = [m for m in grid["models"] if m not in NETWORKS] + [f"loss {l}" for l in grid["losses"] if l not in LOSSES]
     if unknown:
-        raise UsageError(f"unknown {', '.join(unknown)}; models: {', '.join(sorted(MODELS))}; losses: "
+        raise UsageError(f"unknown {', '.join(unknown)}; models: {', '.join(sorted(NETWORKS))}; losses: "
                          f"{', '.join(sorted(LOSSES))}")
     root, info = check_data(PH2, args)
     if args.show_config:
         for m in grid["models"]:
             show_config(build_config(PH2, cell_args(args, m, grid["losses"][0], grid["seeds"][0]), info))
         return {}
-    for m in grid["models"]:  # every cell's settings are checked before the first one trains
-        for loss in grid["losses"]:
-            build_config(PH2, cell_args(args, m, loss, grid["seeds"][0]), info)
     out = args.out or Path("runs") / f"ph2-{preset}"
-    options = data_options(args)
-    splits = PH2.load(root, options)
-    split_file = out / "split.json"
-    if split_file.exists() and json.loads(split_file.read_text()) != splits.description:
-        raise RunFolderError(f"{split_file} holds another split; use a new --out for another --split-seed or --size")
+    cells = [(m, loss, s) for s in grid["seeds"] for m in grid["models"] for loss in grid["losses"]]
+    plans = [plan_cell(args, prog, argv, out, *cell) for cell in cells]  # every cell checked before one trains
+    splits = PH2.load(root, data_options(args))
     main = Distributed.from_env().is_main
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        split_file.write_text(json.dumps(splits.description, indent=2))
-    record = provenance(prog, argv)
-    cells = [(m, loss, s) for s in grid["seeds"] for m in grid["models"] for loss in grid["losses"]]
+        write_json(out / "split.json", splits.description)
+    limit = deadline(args)
     rows = []
-    for model, loss, seed in progress(cells, desc="grid"):
-        run_dir = out / f"{model}-{loss}-s{seed}"
-        result_file = run_dir / "test_metrics.json"
-        if not result_file.exists():
-            resume = run_dir / "last.pt" if (run_dir / "last.pt").exists() else None
-            plan = plan_run(PH2, cell_args(args, model, loss, seed), prog, argv, out=run_dir, resume=resume)
+    for n, ((model, loss, seed), plan) in enumerate(zip(cells, plans), start=1):
+        name = plan.out.name
+        if is_finished(plan.out):
+            print(f"{name} ({n} of {len(cells)}): finished earlier, reused")
+        else:
+            print(f"{name} ({n} of {len(cells)}): training")
+            plan.deadline = limit
             try:
-                seconds = train_timed(plan, splits)
+                result = run_and_score(plan, splits)
             except DivergedError as e:
-                print(f"{run_dir.name}: {e}")
+                print(f"{name}: {e}")
                 continue
             if not main:
                 continue
-            result = {"model": model, "loss": loss, "seed": seed, "train_seconds": seconds,
-                      **evaluate_test(run_dir, splits), **record, "config": asdict(plan.cfg),
-                      "preset": preset, "size": options.size or 256, "split_seed": options.split_seed}
-            write_json(result_file, result)
-        rows.append(json.loads(result_file.read_text()))
+            if not result.get("finished", True):
+                print(f"{name}: stopped ({result.get('stop_reason')}); run the same command again to continue")
+                break
+            print(f"{name}: test IoU {result['test']['iou']:.4f} in {duration(result['wall_seconds'])}")
+        rows.append(grid_row(read_result(plan.out), model, loss, seed))
     if not main or not rows:
         return {}
     summary = write_results(out, rows, splits)
@@ -112,23 +107,35 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     return summary
 
 
-def train_timed(plan: RunPlan, splits: Splits) -> float:
-    """Train one grid cell (no per-run final evaluation: the grid scores every run once on the test split)."""
-    t0 = time.perf_counter()
-    train(plan.cfg, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels, plan.out,
-          resume=plan.resume)
-    return time.perf_counter() - t0
+def plan_cell(args: argparse.Namespace, prog: str, argv: list[str] | None, out: Path, model: str, loss: str,
+              seed: int) -> RunPlan:
+    """The plan of one grid cell. A cell folder is reused (finished: its result; interrupted: resumed) only when it
+    was made with the same settings and data; ``--overwrite`` replaces every cell; a cell that never saved a
+    checkpoint starts again."""
+    cell_dir, cell = out / f"{model}-{loss}-s{seed}", cell_args(args, model, loss, seed)
+    last = cell_dir / "last.pt"
+    if args.overwrite or not cell_dir.exists() or not (last.exists() or is_finished(cell_dir)):
+        return plan_run(PH2, argparse.Namespace(**{**vars(cell), "overwrite": True}), prog, argv, out=cell_dir)
+    wanted = configure(PH2, cell, prog, argv)
+    result = read_result(cell_dir)
+    saved = result["config"] if result else Resume.load(last, task=PH2.name).state["config"]
+    same = (defining_settings(TrainConfig.from_dict(saved)) == defining_settings(wanted.cfg)
+            and all(saved.get("extra", {}).get(k) == wanted.cfg.extra.get(k) for k in ("size", "split_seed")))
+    if not same:
+        raise RunFolderError(f"{cell_dir} holds a run of other settings or data than this grid's; choose another "
+                             f"--out, or pass --overwrite to replace the whole grid")
+    if is_finished(cell_dir):  # reused as it is: a plan only to say where it is
+        return RunPlan(PH2, wanted.cfg, cell_dir, None, wanted.root, data_options(cell), wanted.info)
+    return plan_run(PH2, cell, prog, argv, out=cell_dir, resume=last)
 
 
-def evaluate_test(run_dir: Path, splits: Splits) -> dict:
-    """Predict the test images with the run's best checkpoint; per-image metrics (mean ± std over images)."""
-    trained = load_trained(run_dir / "best.pt")
-    probs = np.stack([predict_tiled(trained.model, image) for image in
-                      progress(splits.test.images, desc=f"test {run_dir.name}", leave=False)])
-    report = segmentation_report(probs > 0.5, splits.test.labels)
-    np.save(run_dir / "test_probs.npy", probs.astype(np.float16))
-    return {"best_epoch": trained.checkpoint["epoch"],
-            "parameters": sum(p.numel() for p in trained.model.parameters()), **report}
+def grid_row(result: dict, model: str, loss: str, seed: int) -> dict:
+    """One run of the grid as results.csv and results.md see it: the test metrics per image (mean, std)."""
+    return {"model": model, "loss": loss, "seed": seed, "parameters": result["parameters"],
+            "train_seconds": result["train_seconds"], "best_epoch": result["best_epoch"],
+            **result["test_per_image"], "command": result["command"], "commit": result["commit"],
+            "hardware": result["hardware"], "date": result.get("date"), "preset": result.get("preset"),
+            "size": result.get("size"), "split_seed": result.get("split_seed"), "config": result["config"]}
 
 
 def _fmt(values: list[float]) -> str:
@@ -138,13 +145,14 @@ def _fmt(values: list[float]) -> str:
 def write_results(out: Path, rows: list[dict], splits: Splits) -> dict:
     """results.csv, results.md, results.png, val_curves.png and test_predictions.png of the grid."""
     metrics = ["iou", "dice", "pixel_accuracy", "sensitivity", "specificity", "thresholded_jaccard"]
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", "loss", "seed", "parameters", "train_seconds", "best_epoch",
-                         *[f"test_{m}_{s}" for m in metrics for s in ("mean", "std")]])
-        for r in rows:
-            writer.writerow([r["model"], r["loss"], r["seed"], r["parameters"], round(r["train_seconds"], 1),
-                             r["best_epoch"], *[r[m][s] for m in metrics for s in ("mean", "std")]])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "loss", "seed", "parameters", "train_seconds", "best_epoch",
+                     *[f"test_{m}_{s}" for m in metrics for s in ("mean", "std")]])
+    for r in rows:
+        writer.writerow([r["model"], r["loss"], r["seed"], r["parameters"], round(r["train_seconds"], 1),
+                         r["best_epoch"], *[r[m][s] for m in metrics for s in ("mean", "std")]])
+    write_text(out / "results.csv", buffer.getvalue())
     cells: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         cells.setdefault((r["model"], r["loss"]), []).append(r)
@@ -159,7 +167,7 @@ def write_results(out: Path, rows: list[dict], splits: Splits) -> dict:
     first = rows[0]
     seeds = sorted({r["seed"] for r in rows})
     cfg = first["config"]
-    (out / "results.md").write_text(f"""# PH2: architectures x losses
+    write_text(out / "results.md", f"""# PH2: architectures x losses
 
 Test split: 50 images of a seeded 100 / 50 / 50 split (split seed {first['split_seed']}, `split.json`), resized to
 {first['size']}x{first['size']}. Each run keeps its checkpoint of best validation IoU; test metrics are per-image
@@ -181,10 +189,7 @@ Sorted by test IoU.
 
 
 def plot_results(out: Path, ranked: list, rows: list[dict], splits: Splits) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = [f"{m}\n{l}" for (m, l), _ in ranked]
     means = [np.mean([r["iou"]["mean"] for r in rs]) for _, rs in ranked]
     errs = [np.std([r["iou"]["mean"] for r in rs]) if len(rs) > 1 else rs[0]["iou"]["std"] for _, rs in ranked]
@@ -196,8 +201,7 @@ def plot_results(out: Path, ranked: list, rows: list[dict], splits: Splits) -> N
     ax.set_title("PH2 test IoU per model and loss (error bars: "
                  + ("std over seeds)" if any(len(rs) > 1 for _, rs in ranked) else "std over test images)"), fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "results.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "results.png")
 
     # One panel per model, one line per loss (and seed), so that a grid of 35 runs stays readable.
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -219,8 +223,7 @@ def plot_results(out: Path, ranked: list, rows: list[dict], splits: Splits) -> N
     for ax in axes[:, 0]:
         ax.set_ylabel("validation IoU", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "val_curves.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "val_curves.png")
 
     # image | truth | each model (its best loss, first seed) on four test images
     best_per_model = {}
@@ -233,7 +236,7 @@ def plot_results(out: Path, ranked: list, rows: list[dict], splits: Splits) -> N
         axes[i, 0].imshow(splits.test.images[i])
         axes[i, 1].imshow(splits.test.labels[i], cmap="gray", vmin=0, vmax=1)
         for j, (model, r) in enumerate(best_per_model.items()):
-            probs = np.load(out / f"{model}-{r['loss']}-s{r['seed']}" / "test_probs.npy")
+            probs = tifffile.imread(out / f"{model}-{r['loss']}-s{r['seed']}" / "test_prob.tif")
             axes[i, 2 + j].imshow(probs[i] > 0.5, cmap="gray", vmin=0, vmax=1)
             if i == 0:
                 axes[i, 2 + j].set_title(f"{model}\n({r['loss']})", fontsize=7)
@@ -244,8 +247,7 @@ def plot_results(out: Path, ranked: list, rows: list[dict], splits: Splits) -> N
         ax.axis("off")
     fig.suptitle("test images: lesion masks at P > 0.5", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "test_predictions.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "test_predictions.png")
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:

@@ -19,9 +19,8 @@ from PIL import Image
 from ..data import read_stack
 from ..data.folder import read_image as read_image_file
 from ..errors import DataError, DataNotFoundError, UsageError
-from ..inference import predict_tiled
-from ..training import load_trained, output_tile
-from .common import check_image_channels, make_parser, run_main
+from ..training import Trained, check_device, load_trained
+from .common import make_parser, run_main
 
 PROG = "python -m experiments.predict"
 
@@ -59,6 +58,16 @@ def read_image(path: Path, index: int | None) -> np.ndarray:
     return read_image_file(path)
 
 
+def check_image_channels(image: np.ndarray, trained: Trained, path: Path | str) -> None:
+    """`DataError` when an image has other channels than the network was trained on."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels != trained.config.in_channels:
+        kinds = {1: "gray", 3: "RGB"}
+        raise DataError(f"{path} is {kinds.get(channels, f'{channels}-channel')} but the network of "
+                        f"{trained.path} takes {kinds.get(trained.config.in_channels, '?')} images "
+                        f"({trained.config.in_channels} channel(s)); convert the image or use a matching checkpoint")
+
+
 def run(args: argparse.Namespace) -> Path:
     outputs = [args.out] + ([args.out.with_suffix(".npy")] if args.npy else [])
     existing = [str(p) for p in outputs if p.exists()]
@@ -66,16 +75,16 @@ def run(args: argparse.Namespace) -> Path:
         raise UsageError(f"{', '.join(existing)} already exists; choose another --out or pass --overwrite")
     if args.out.suffix.lower() != ".png":
         raise UsageError(f"--out must name a .png file, got {args.out}")
+    check_device(args.device)
     trained = load_trained(args.checkpoint, device=args.device)
     image = read_image(args.image, args.slice)
     check_image_channels(image, trained, args.image)
-    tile = None
     if args.tile is not None:
         try:
-            tile = output_tile(trained.model, args.tile)
+            trained.config.geometry().tile(args.tile)
         except ValueError as e:
             raise UsageError(f"--tile {args.tile} is not a valid input side for this network: {e}") from None
-    prob = predict_tiled(trained.model, image, tile=tile, tta=args.tta)
+    prob = trained.predict(image, tile=args.tile, tta=args.tta)
     if not np.isfinite(prob).all():
         raise DataError(f"the prediction of {args.image} holds NaN values; the checkpoint {args.checkpoint} may come "
                         f"from a diverged run")

@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import UsageError
 from ..tasks import ISBI, DataOptions, find_data_root
 from ..tasks.isbi import load_all
-from ..weightmap import border_weight_map
+from ..report import pyplot, save_figure
+from ..weightmap import PAPER_SIGMA, PAPER_W0, border_weight_map
 from .common import make_parser, run_main
 
 PROG = "python -m experiments.weightmap_demo"
@@ -24,8 +25,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--data-root", type=Path, metavar="DIR",
                         help="the ISBI-2012 folder (default: $UNET_REPRO_DATA/isbi2012, else datasets/isbi2012)")
     parser.add_argument("--slice", type=int, default=0, help="training slice (default 0)")
-    parser.add_argument("--w0", type=float, default=10.0, help="border amplitude w0 (default 10, the paper's)")
-    parser.add_argument("--sigma", type=float, default=5.0, help="border width sigma in px (default 5, the paper's)")
+    parser.add_argument("--w0", type=float, default=PAPER_W0, help="border amplitude w0 (default: the paper's, 10)")
+    parser.add_argument("--sigma", type=float, default=PAPER_SIGMA,
+                        help="border width sigma in px (default: the paper's, 5)")
     parser.add_argument("--out", type=Path, default=Path("runs/weightmap_demo.png"), metavar="FILE",
                         help="output PNG (default: runs/weightmap_demo.png)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -33,10 +35,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def save_weight_figure(path: Path, image: np.ndarray, label: np.ndarray, weight: np.ndarray, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.8))
     axes[0].imshow(image, cmap="gray")
     axes[0].set_title("image")
@@ -49,8 +48,7 @@ def save_weight_figure(path: Path, image: np.ndarray, label: np.ndarray, weight:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -7,8 +7,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..weightmap import border_weight_map
+from ..weightmap import PAPER_SIGMA, PAPER_W0
 from .intensity import normalize
+from .targets import weight_maps
 
 
 def mirror_pad(a: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
@@ -23,8 +24,9 @@ class TileDataset(torch.utils.data.Dataset):
     the label and weight-map tiles of ``tile_out`` px at its centre (572 -> 388 for the paper's U-Net: 92 px of
     mirrored context on each side).
 
-    The weight map of each label is computed once here (`border_weight_map`) and then only cut and deformed along
-    with the image. Sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` (`sample`): the slice, the
+    With ``weighted`` (a loss that uses the paper's weight map) the weight map of each label is computed once
+    (`unet_repro.data.targets.weight_maps`) and then only cut and deformed along with the image; without, no
+    weight map is computed and items have no ``weight``. Sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` (`sample`): the slice, the
     position and the augmentation all draw from a generator seeded with them, so a resumed run, another number of
     workers or another number of data-parallel processes sees the same tiles.
 
@@ -35,21 +37,19 @@ class TileDataset(torch.utils.data.Dataset):
     serves a whole run.
 
     Items: ``image`` (C, tile_in, tile_in) float32, ``label`` (1, tile_out, tile_out) float32 in {0, 1},
-    ``weight`` (1, tile_out, tile_out) float32.
+    and with ``weighted`` ``weight`` (1, tile_out, tile_out) float32.
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | Sequence[np.ndarray],
                  tile_in: int = 572, tile_out: int = 388, samples_per_epoch: int = 100, augment=None,
-                 w0: float = 10.0, sigma: float = 5.0, seed: int = 0,
-                 weights: Sequence[np.ndarray] | None = None) -> None:
+                 w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, seed: int = 0, weighted: bool = True) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if (tile_in - tile_out) % 2 or tile_in < tile_out:
             raise ValueError(f"tile_in ({tile_in}) - tile_out ({tile_out}) must be even and >= 0")
         self.tile_in, self.tile_out, self.margin = tile_in, tile_out, (tile_in - tile_out) // 2
         self.samples_per_epoch, self.augment, self.seed, self.epoch = samples_per_epoch, augment, seed, 0
-        if weights is None:
-            weights = [border_weight_map(lab, w0=w0, sigma=sigma) for lab in labels]
+        weights = weight_maps(labels, w0, sigma) if weighted else [None] * len(labels)
         self.images, self.labels, self.weights, self.sizes = [], [], [], []
         for img, lab, w in zip(images, labels, weights):
             h, w_ = lab.shape
@@ -59,7 +59,7 @@ class TileDataset(torch.utils.data.Dataset):
             m, extra_y, extra_x = self.margin, max(0, tile_out - h), max(0, tile_out - w_)
             self.images.append(mirror_pad(img, m, m + extra_y, m, m + extra_x))
             self.labels.append(mirror_pad(lab.astype(np.uint8), m, m + extra_y, m, m + extra_x))
-            self.weights.append(mirror_pad(w.astype(np.float32), m, m + extra_y, m, m + extra_x))
+            self.weights.append(None if w is None else mirror_pad(w.astype(np.float32), m, m + extra_y, m, m + extra_x))
             self.sizes.append((max(h, tile_out), max(w_, tile_out)))
 
     def __len__(self) -> int:
@@ -79,17 +79,18 @@ class TileDataset(torch.utils.data.Dataset):
         h, w = self.sizes[k]
         y, x = int(rng.integers(h - self.tile_out + 1)), int(rng.integers(w - self.tile_out + 1))
         window = np.s_[y:y + self.tile_in, x:x + self.tile_in]
-        image, label, weight = self.images[k][window], self.labels[k][window], self.weights[k][window]
+        image, label = self.images[k][window], self.labels[k][window]
+        weight = None if self.weights[k] is None else self.weights[k][window]
         if self.augment is not None:
             image, label, weight = self.augment(image, label, weight, seed=int(rng.integers(2**31)))
         m, o = self.margin, self.tile_out
         image = normalize(np.ascontiguousarray(image))
         image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)),
-            "label": torch.from_numpy(np.ascontiguousarray(label[m:m + o, m:m + o], dtype=np.float32)[None]),
-            "weight": torch.from_numpy(np.ascontiguousarray(weight[m:m + o, m:m + o], dtype=np.float32)[None]),
-        }
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image)),
+                "label": torch.from_numpy(np.ascontiguousarray(label[m:m + o, m:m + o], dtype=np.float32)[None])}
+        if weight is not None:
+            item["weight"] = torch.from_numpy(np.ascontiguousarray(weight[m:m + o, m:m + o], dtype=np.float32)[None])
+        return item
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):

@@ -18,10 +18,12 @@ segnet_nearest     `SegNet`, nearest-neighbour up-sampling                    29
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
+from ..geometry import Geometry
 from .segnet import SegNet
 from .unet import Block, Decoder, Encoder, UNet, UpBlock, center_crop, fan_in, init_paper_
 from .unet_variants import UNetDilated, UNetSame, UNetStrided, UNetUnpool, init_kaiming_, unet_widths
@@ -42,24 +44,55 @@ def segnet_nearest(**options: Any) -> SegNet:
     return SegNet(upsampling="nearest", **options)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "unet": unet,
-    "unet_same": UNetSame,
-    "unet_strided": UNetStrided,
-    "unet_unpool": UNetUnpool,
-    "unet_dilated": UNetDilated,
-    "segnet": SegNet,
-    "segnet_nearest": segnet_nearest,
+@dataclass(frozen=True)
+class Network:
+    """A registered network: how to build it, which settings of a run it takes, and its geometry.
+
+    ``settings``: the `unet_repro.training.TrainConfig` fields it is built from, besides ``in_channels`` and the
+    output channels (``widths``, ``padding`` and ``dropout`` for the paper's U-Net; ``base_width`` for the others).
+    ``geometry(**settings)``: its `unet_repro.geometry.Geometry`, known without building the network.
+    """
+
+    build: Callable[..., nn.Module]
+    settings: tuple[str, ...]
+    geometry: Callable[..., Geometry]
+    title: str
+
+
+def _unet_geometry(widths: tuple[int, ...], padding: str = "valid", **_: Any) -> Geometry:
+    depth = len(widths) - 1
+    return Geometry(depth, 4 if padding == "valid" else 0, f"U-Net ({padding} padding, depth {depth})")
+
+
+def _size_preserving(name: str, depth: int) -> Callable[..., Geometry]:
+    return lambda **_: Geometry(depth, 0, f"{name} (depth {depth})")
+
+
+def _baseline(build: Callable[..., nn.Module], name: str, depth: int, title: str) -> Network:
+    return Network(build, ("base_width",), _size_preserving(name, depth), title)
+
+
+# One entry per network: a new architecture is one more line here (and its module).
+NETWORKS: dict[str, Network] = {
+    "unet": Network(unet, ("widths", "padding", "dropout"), _unet_geometry,
+                    "the paper's U-Net (valid convolutions, no batch norm)"),
+    "unet_same": _baseline(UNetSame, "UNetSame", 4, "U-Net, padded convolutions + BN, bilinear up-sampling"),
+    "unet_strided": _baseline(UNetStrided, "UNetStrided", 4, "U-Net, strided / transposed convolutions"),
+    "unet_unpool": _baseline(UNetUnpool, "UNetUnpool", 4, "U-Net, max-unpooling with indices"),
+    "unet_dilated": _baseline(UNetDilated, "UNetDilated", 4, "U-Net, dilated strided / transposed convolutions"),
+    "segnet": _baseline(SegNet, "SegNet", 5, "SegNet (max-unpooling)"),
+    "segnet_nearest": _baseline(segnet_nearest, "SegNet", 5, "SegNet, nearest-neighbour up-sampling"),
 }
+MODELS: dict[str, Callable[..., nn.Module]] = {name: net.build for name, net in NETWORKS.items()}
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
     """Instantiate the network registered under `name` with its keyword options."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return MODELS[name](**options)
+    if name not in NETWORKS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(NETWORKS))}")
+    return NETWORKS[name].build(**options)
 
 
-__all__ = ["MODELS", "Block", "Decoder", "Encoder", "SegNet", "UNet", "UNetDilated", "UNetSame", "UNetStrided",
-           "UNetUnpool", "UpBlock", "build_model", "center_crop", "fan_in", "init_kaiming_", "init_paper_",
-           "unet_widths"]
+__all__ = ["MODELS", "NETWORKS", "Block", "Decoder", "Encoder", "Network", "SegNet", "UNet", "UNetDilated", "UNetSame",
+           "UNetStrided", "UNetUnpool", "UpBlock", "build_model", "center_crop", "fan_in", "init_kaiming_",
+           "init_paper_", "unet_widths"]

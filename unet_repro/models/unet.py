@@ -12,13 +12,14 @@ Shapes: input (B, C_in, H, W) -> logits (B, C_out, H', W') with H' = `UNet.outpu
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..geometry import Geometry
 
 Padding = Literal["valid", "same"]
 
@@ -119,6 +120,9 @@ class UNet(nn.Module):
         self.encoder = Encoder(in_channels, self.widths, padding, dropout)
         self.decoder = Decoder(self.widths, padding)
         self.head = nn.Conv2d(self.widths[0], out_channels, kernel_size=1)
+        # two 3x3 convolutions per Block, each losing 2 px when unpadded
+        self.geometry = Geometry(self.depth, 4 if padding == "valid" else 0,
+                                 f"U-Net ({padding} padding, depth {self.depth})")
         init_paper_(self)
 
     @property
@@ -132,51 +136,15 @@ class UNet(nn.Module):
         x, skips = self.encoder(x)
         return self.head(self.decoder(x, skips))
 
-    # -- sizes ------------------------------------------------------------------------------------------------
-    def _output_size_or_none(self, n: int) -> int | None:
-        shrink = 4 if self.padding == "valid" else 0  # two unpadded 3x3 convolutions per Block
-        for _ in range(self.depth):
-            n -= shrink
-            if n <= 0 or n % 2:
-                return None
-            n //= 2
-        n -= shrink
-        for _ in range(self.depth):
-            n = 2 * n - shrink
-        return n if n > 0 else None
-
+    # -- sizes: the arithmetic lives in unet_repro.geometry ------------------------------------------------------
     def output_size(self, n: int) -> int:
         """Output side length for an input side length `n`; ValueError naming the nearest valid sizes if a 2x2
         pooling would see an odd (or empty) map."""
-        out = self._output_size_or_none(int(n))
-        if out is None:
-            below = next((m for m in range(int(n) - 1, 0, -1) if self._output_size_or_none(m)), None)
-            above = next(m for m in itertools.count(int(n) + 1) if self._output_size_or_none(m))
-            if below is None:
-                raise ValueError(f"input size {n} is too small for this U-Net ({self.padding} padding, depth "
-                                 f"{self.depth}); the smallest valid size is {above}")
-            raise ValueError(f"input size {n} is not valid for this U-Net ({self.padding} padding, depth "
-                             f"{self.depth}): a 2x2 max-pooling would see an odd map; nearest valid sizes are "
-                             f"{below} and {above}")
-        return out
+        return self.geometry.output_size(n)
 
     def input_size(self, n: int) -> int:
         """The input side length whose output side length is exactly `n` (inverse of `output_size`)."""
-        shrink = 4 if self.padding == "valid" else 0
-        m = int(n)
-        for _ in range(self.depth):
-            m = (m + shrink) / 2
-        m += shrink
-        for _ in range(self.depth):
-            m = 2 * m + shrink
-        if m != int(m) or self._output_size_or_none(int(m)) != n:
-            outputs = [o for o in (self._output_size_or_none(i) for i in range(1, int(m) + 2 ** (self.depth + 4)))
-                       if o]
-            below = max((o for o in outputs if o < n), default=None)
-            above = min((o for o in outputs if o > n), default=None)
-            raise ValueError(f"no input size gives output size {n} for this U-Net; nearest valid output sizes are "
-                             f"{below} and {above}")
-        return int(m)
+        return self.geometry.input_size(n)
 
 
 def fan_in(layer: nn.Conv2d | nn.ConvTranspose2d) -> int:

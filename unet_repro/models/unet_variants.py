@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..geometry import Geometry
+
 Interpolation = Literal["bilinear", "nearest"]
 
 
@@ -96,33 +98,22 @@ def unet_widths(base_width: int, depth: int) -> tuple[int, ...]:
 
 class SizePreserving:
     """Size helpers, as `UNet.output_size`/`input_size`, for a network with ``depth`` 2x down-samplings whose output
-    has the input's size: a side is valid iff it is a positive multiple of 2**depth."""
+    has the input's size: a side is valid iff it is a positive multiple of 2**depth (`unet_repro.geometry`)."""
 
     depth: int
 
-    def _output_size_or_none(self, n: int) -> int | None:
-        return n if n > 0 and n % 2 ** self.depth == 0 else None
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.depth, 0, f"{type(self).__name__} (depth {self.depth})")
 
     def output_size(self, n: int) -> int:
         """Output side length (= `n`) for an input side length `n`; ValueError naming the nearest valid sizes if a 2x
         down-sampling would see an odd (or empty) map."""
-        n = int(n)
-        out = self._output_size_or_none(n)
-        if out is None:
-            step = 2 ** self.depth
-            below, above = (n // step) * step, (n // step + 1) * step
-            name = type(self).__name__
-            if below <= 0:
-                raise ValueError(f"input size {n} is too small for this {name} (depth {self.depth}); the smallest "
-                                 f"valid size is {step}")
-            raise ValueError(f"input size {n} is not valid for this {name} (depth {self.depth}): sizes must be "
-                             f"multiples of {step} so that every 2x down-sampling sees an even map; nearest valid "
-                             f"sizes are {below} and {above}")
-        return out
+        return self.geometry.output_size(n)
 
     def input_size(self, n: int) -> int:
         """The input side length whose output side length is exactly `n` (= `n`; same ValueError)."""
-        return self.output_size(n)
+        return self.geometry.input_size(n)
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError unless both spatial sides of `x` are valid."""

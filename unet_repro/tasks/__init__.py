@@ -1,5 +1,5 @@
 """Tasks: one record per dataset (`Task`) and their registry. Another dataset is one more entry in `TASKS`."""
-from .base import DataInfo, DataOptions, Images, Splits, Task, default_tile, find_data_root, missing_data
+from .base import DataInfo, DataOptions, Images, Splits, Task, find_data_root, missing_data
 from .folder import TASK as FOLDER
 from .isbi import TASK as ISBI
 from .ph2 import TASK as PH2
@@ -14,5 +14,5 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["DataInfo", "DataOptions", "FOLDER", "ISBI", "Images", "PH2", "Splits", "TASKS", "Task", "default_tile",
-           "find_data_root", "get_task", "missing_data"]
+__all__ = ["DataInfo", "DataOptions", "FOLDER", "ISBI", "Images", "PH2", "Splits", "TASKS", "Task", "find_data_root",
+           "get_task", "missing_data"]

@@ -1,8 +1,8 @@
 """What a task (a dataset and how this project trains on it) is, and what every task shares.
 
 A `Task` is a small record: its name, the folder of its data under a data root, how to check that folder and what
-was expected there, how to load the train / validation / test splits, its presets (`TrainConfig`s) and the tile
-rule. `unet_repro.tasks.TASKS` registers them; the entry points never know a dataset's facts themselves.
+was expected there, how to load the train / validation / test splits, and its presets (`TrainConfig`s; the tile comes from
+`unet_repro.geometry.training_tile`). `unet_repro.tasks.TASKS` registers them; the entry points never know a dataset's facts themselves.
 
 The data root of a task is found in this order: ``--data-root`` (the task's folder itself), ``$UNET_REPRO_DATA``
 (a folder holding ``isbi2012/``, ``ph2/``), the repository's ``datasets/`` (when running from a checkout).
@@ -15,18 +15,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from torch import nn
 
+from ..data.root import DATA_ENV, REPO_DATASETS
 from ..errors import DataError, DataNotFoundError
 from ..training.config import TrainConfig
 
-# The repository's datasets/ folder, when the package runs from a checkout (absent after a non-editable install).
-REPO_DATASETS = Path(__file__).resolve().parents[2] / "datasets"
-DATA_ENV = "UNET_REPRO_DATA"
-# The largest input tile the tile rule picks: the paper's 572 (388 output) for the valid U-Net; 512 for the
-# size-preserving networks.
-MAX_TILE_VALID = 572
-MAX_TILE_SAME = 512
 
 
 @dataclass
@@ -101,6 +94,7 @@ class Task:
     data_flags: tuple[str, ...]  # the DataOptions fields its commands offer as flags
     check: Callable[[Path | None, DataOptions], DataInfo]  # raises DataNotFoundError / DataError, naming the file
     load: Callable[[Path | None, DataOptions], Splits]
+    data_defaults: Mapping[str, object] = field(default_factory=dict)  # its own defaults of DataOptions fields
 
     def preset(self, name: str) -> TrainConfig:
         return self.presets[name]
@@ -126,35 +120,3 @@ def missing_data(task: Task, root: Path, what: str | None = None) -> DataNotFoun
         f"{task.title} data not found at {root}" + (f" ({what})" if what else "") + f"; expected {task.expected}. "
         f"{task.how_to_get} Then pass --data-root DIR (the folder itself) or set {DATA_ENV} to the folder that holds "
         f"{task.data_dir}/ (see datasets/README.md)")
-
-
-def default_tile(model: nn.Module, image_shape: tuple[int, ...]) -> int:
-    """The tile rule: the input tile side a run uses for `model` on images of `image_shape` (H, W[, C]).
-
-    The paper's valid-convolution U-Net: 572 (a 388 output tile with 92 px of mirrored context), or, for images no
-    larger than 388, the smallest input whose output covers the whole image. Size-preserving networks: 512, or the
-    smallest multiple of 2**depth covering an image no larger than that.
-    """
-    side = max(image_shape[:2])
-    if not hasattr(model, "input_size"):
-        return min(side, MAX_TILE_SAME)
-    valid = getattr(model, "padding", "same") == "valid"
-    largest = _largest_valid_input(model, MAX_TILE_VALID if valid else MAX_TILE_SAME)
-    if side <= model.output_size(largest):
-        out = side
-        while True:  # the smallest valid output side covering the image; output sides are dense enough to stop soon
-            try:
-                return model.input_size(out)
-            except ValueError:
-                out += 1
-    return largest
-
-
-def _largest_valid_input(model: nn.Module, upper: int) -> int:
-    for n in range(upper, 0, -1):
-        try:
-            model.output_size(n)
-            return n
-        except ValueError:
-            continue
-    raise ValueError(f"no valid input size up to {upper} for {type(model).__name__}")

@@ -1,10 +1,16 @@
-"""Checkpoints: what they hold, writing them atomically, reading them safely, and the generator states they carry.
+"""Checkpoints: what they hold, writing them atomically, reading them safely, the generator states they carry, and
+the one object a resumed run is made from (`Resume`).
 
-A checkpoint (``last.pt`` every epoch, ``best.pt`` at each improvement) is a dict holding ``model``, ``optimizer``,
-``scheduler`` (state dicts), ``epoch`` (the last finished one), ``step`` (optimizer steps), ``best``,
-``best_epoch``, ``bad_epochs``, ``metrics`` (that epoch's validation), ``stop_reason`` (None while running), ``rng``
-(and ``rng_ranks`` for data-parallel runs), ``config`` (the `TrainConfig` as a dict) and ``changes`` (settings changed
-on resume: key, old, new, from which epoch). Everything in it loads with ``torch.load(weights_only=True)``.
+``last.pt`` is the run's whole state, written on a time cadence (``TrainConfig.checkpoint_every``), at the end and on
+an interrupt: ``model``, ``optimizer``, ``scheduler`` (state dicts), ``epoch`` (the last finished one), ``step``
+(optimizer steps), ``best``, ``best_epoch``, ``bad_epochs``, ``metrics`` (that epoch's validation),
+``best_metrics`` and ``best_model`` (the best epoch's weights; None when the best epoch is ``epoch`` itself, whose
+weights are ``model``), ``stop_reason`` (None while running), ``rng`` (and ``rng_ranks`` for data-parallel runs),
+``config`` (the `TrainConfig` as a dict) and ``changes`` (settings changed on resume: key, old, new, from which
+epoch). ``best.pt`` holds only what prediction needs: ``kind`` "best", the best epoch's ``model`` weights, its
+``epoch``, ``metrics`` and the ``config``. It is written from ``last.pt``'s state right after it, so a kill between the
+two leaves a ``last.pt`` from which the resumed run writes ``best.pt`` again. Everything loads with
+``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -48,6 +54,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
+        # Before CUDA is initialised, torch queues both this call and the seeding of `seed_everything`, and runs the
+        # seeding last at initialisation, which would overwrite the restored states: initialise first.
+        torch.cuda.init()
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
@@ -97,32 +106,9 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu",
                               f"{' / '.join(REQUIRED_KEYS)} entries); pass the last.pt or best.pt of a run")
     made_by = checkpoint_task(ckpt)
     if task is not None and made_by is not None and made_by != task:
-        raise CheckpointError(f"{path} was made by the {made_by!r} task, not {task!r}; use it with "
-                              f"`--task {made_by}` (or the entry point of that task)")
+        raise CheckpointError(f"{path} was made by the {made_by!r} task, not {task!r}; use it with the "
+                              f"{made_by} command (`unet-repro {made_by}` or `python -m experiments.{made_by}`)")
     return ckpt
-
-
-def resume_point(path: Path | str) -> Path:
-    """The checkpoint a resumed run continues from when asked for `path`.
-
-    ``best.pt`` is written before ``last.pt`` in each epoch, so a run killed between the two has a ``best.pt`` one
-    epoch ahead of its ``last.pt`` (or no ``last.pt`` at all, in its first epoch): asked for a run's ``last.pt``,
-    this returns whichever of the two is further along (both hold the complete state of their epoch), so that no
-    epoch is lost or repeated; any other path is returned as it is.
-    """
-    path = Path(path)
-    best = path.with_name("best.pt")
-    if path.name != "last.pt" or not best.is_file():
-        return path
-    if not path.is_file():
-        return best
-    epoch = {}
-    for p in (path, best):
-        try:
-            epoch[p] = load_checkpoint(p).get("epoch", -1)
-        except CheckpointError:
-            epoch[p] = -2  # unreadable: the other one, if it can be read, says more
-    return best if epoch[best] > epoch[path] else path
 
 
 def checkpoint_task(ckpt: dict[str, Any]) -> str | None:
@@ -132,10 +118,13 @@ def checkpoint_task(ckpt: dict[str, Any]) -> str | None:
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig, keys: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
-    """(key, saved value, requested value) for each of `keys` whose values differ."""
+    """(key, saved value, requested value) for each of `keys` whose values differ (a setting the saved config
+    predates counts as its default)."""
+    old = TrainConfig.from_dict(saved)
+
     def norm(v: Any) -> Any:
         return tuple(v) if isinstance(v, (list, tuple)) else v
-    return [(k, saved.get(k), getattr(cfg, k)) for k in keys if norm(saved.get(k)) != norm(getattr(cfg, k))]
+    return [(k, getattr(old, k), getattr(cfg, k)) for k in keys if norm(getattr(old, k)) != norm(getattr(cfg, k))]
 
 
 def check_same_model(saved: dict[str, Any], cfg: TrainConfig, path: Path | str) -> None:
@@ -147,11 +136,22 @@ def check_same_model(saved: dict[str, Any], cfg: TrainConfig, path: Path | str) 
                                   f"those flags to continue the run as it was, or start a new run")
 
 
-def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: Path | str) -> torch.nn.Module:
-    """Put the checkpoint's weights into `model`; `CheckpointError` if they do not fit it."""
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: its weights do not fit the network its config describes ({first})") from None
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path | str) -> torch.nn.Module:
+    """Put `weights` (a state dict read from the checkpoint at `path`) into `model`; `CheckpointError` naming the
+    first parameter that is missing, extra or of another shape."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    shapes = [(k, tuple(weights[k].shape), tuple(v.shape)) for k, v in expected.items()
+              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    if missing or extra or shapes:
+        if shapes:
+            k, got, want = shapes[0]
+            why = f"{k} is {got} in the file but {want} in the network"
+        else:
+            why = f"{'missing' if missing else 'unexpected'} parameter {(missing or extra)[0]}"
+        raise CheckpointError(f"{path}: its weights do not fit the network its config describes ({why}; "
+                              f"{len(missing) + len(extra) + len(shapes)} difference(s)); the file was changed or "
+                              f"made by another version")
+    model.load_state_dict(weights)
     return model

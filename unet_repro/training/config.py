@@ -1,6 +1,7 @@
 """`TrainConfig`: everything that defines a training run, its checks, and which settings a resumed run may change."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -8,37 +9,43 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..geometry import Geometry, Tile
 from ..losses import LOSSES
-from ..models import MODELS, build_model
+from ..models import NETWORKS
+from ..weightmap import PAPER_SIGMA, PAPER_W0
 
 # Settings that define the network's weights: a checkpoint made with other values cannot be resumed.
-MODEL_KEYS = ("model", "in_channels", "widths", "base_width", "padding", "dropout")
+MODEL_KEYS = ("model", "in_channels", "classes", "widths", "base_width", "padding", "dropout")
 # Settings a resumed run may change: they are applied from the epoch it resumes at and recorded as changed.
 # Everything else (the data, the tiles, the optimizer's kind and momentum, the seed...) would make the resumed run a
 # different run than the one its checkpoint continues, so changing it is refused.
-RESUMABLE_KEYS = ("epochs", "lr", "patience", "device", "workers", "bf16", "channels_last", "cudnn_benchmark")
+RESUMABLE_KEYS = ("epochs", "lr", "patience", "device", "workers", "bf16", "channels_last", "cudnn_benchmark",
+                  "checkpoint_every")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 MONITORS = ("loss", "iou")
+NORMALIZATIONS = ("range", "percentile")
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as ``config.json`` and inside every checkpoint)."""
 
-    # network
-    model: str = "unet"  # a name of unet_repro.models.MODELS
+    # network (which of these a network takes: unet_repro.models.NETWORKS)
+    model: str = "unet"  # a name of unet_repro.models.NETWORKS
     in_channels: int = 1
-    widths: tuple[int, ...] = (64, 128, 256, 512, 1024)  # the paper's U-Net; ignored when base_width is set
-    base_width: int | None = None  # first-level channels (baselines; the U-Net doubles it per level)
+    classes: int | None = None  # None: one logit, P(foreground) by a sigmoid; K >= 2: K logits and a soft-max
+    widths: tuple[int, ...] = (64, 128, 256, 512, 1024)  # the paper's U-Net
+    base_width: int | None = None  # first-level channels of the other networks (deeper levels double)
     padding: str = "valid"  # the paper's U-Net only
     dropout: float = 0.5  # the paper's U-Net only
-    loss: str = "weighted_bce"  # a name of unet_repro.losses.LOSSES; only weighted_bce uses the weight map
+    loss: str = "weighted_bce"  # a name of unet_repro.losses.LOSSES
     # data
-    tile: int = 572  # input tile side; the label tile is the model's output for it (388 for the paper's U-Net)
-    w0: float = 10.0
-    sigma: float = 5.0
+    tile: int | None = None  # input tile side; None: the tile rule (unet_repro.geometry.training_tile)
+    w0: float = PAPER_W0
+    sigma: float = PAPER_SIGMA
     augment: bool = True
+    normalization: str = "range"  # how gray values become inputs (unet_repro.data.intensity)
     # optimisation
     optimizer: str = "sgd"  # "sgd" or "adam"
     lr: float = 0.01
@@ -52,21 +59,36 @@ class TrainConfig:
     patience: int = 10  # epochs without improvement before stopping; 0 disables early stopping
     monitor: str = "loss"  # validation metric that selects best.pt: "loss" (lower is better) or "iou"
     seed: int = 0
-    # hardware
+    # hardware and saving
     device: str = "auto"
     bf16: bool = True  # bf16 autocast where the device computes bf16 natively (CUDA; CPUs with AVX512-BF16 / AMX)
     channels_last: bool = True  # CUDA only
     cudnn_benchmark: bool = True  # CUDA only
-    workers: int = 0
+    workers: int | None = None  # data-loading processes; None: chosen from the machine (0 on a CPU)
+    checkpoint_every: float = 60.0  # seconds between checkpoints (also at the end and on interrupt); 0: every epoch
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes of the experiment (task, preset, ...)
 
-    def model_options(self) -> dict[str, Any]:
-        """Keyword options of `build_model` for this network."""
-        options: dict[str, Any] = {"in_channels": self.in_channels, "out_channels": 1}
-        if self.model != "unet":
-            return {**options, "base_width": self.base_width or 64}
-        size = {"base_width": self.base_width} if self.base_width else {"widths": tuple(self.widths)}
-        return {**options, **size, "padding": self.padding, "dropout": self.dropout}
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.classes is None else self.classes
+
+    def network_options(self) -> dict[str, Any]:
+        """Keyword options of `unet_repro.models.build_model` for this network: the settings it declares
+        (`unet_repro.models.Network.settings`) and the channels."""
+        settings = {key: getattr(self, key) for key in NETWORKS[self.model].settings}
+        if "widths" in settings:
+            settings["widths"] = tuple(settings["widths"])
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels, **settings}
+
+    def geometry(self) -> Geometry:
+        """The network's geometry, known without building it."""
+        return NETWORKS[self.model].geometry(**self.network_options())
+
+    def input_tile(self) -> Tile:
+        """The training tile (``tile`` must be decided: see `unet_repro.geometry.training_tile`)."""
+        if self.tile is None:
+            raise ValueError("the tile is not decided yet (tile=None): set it, or let the entry point apply the rule")
+        return self.geometry().tile(self.tile)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -77,58 +99,84 @@ class TrainConfig:
         return cls(**d)
 
 
-def validate_config(cfg: TrainConfig, tile: bool = True) -> None:
+def defining_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that make two runs the same experiment, as plain JSON values: all but those a resume may change
+    (`RESUMABLE_KEYS`) and the free-form notes. A cached unit (a fold, a grid cell) is reused only when they match."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(TrainConfig) if f.name not in (*RESUMABLE_KEYS, "extra")}
+    return json.loads(json.dumps(values, default=list))
+
+
+def neutral_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """Values for the network settings that `cfg.model` does not take, so that a run's config never claims a value
+    it did not use: no widths, no base width, no dropout, and size-preserving padding for the baselines."""
+    takes = NETWORKS[cfg.model].settings
+    neutral: dict[str, Any] = {"widths": (), "base_width": None, "dropout": 0.0, "padding": "same"}
+    return {key: value for key, value in neutral.items() if key not in takes}
+
+
+def validate_config(cfg: TrainConfig) -> None:
     """Check every value of `cfg` before any work starts; `ConfigError` names the first bad setting and its flag.
 
     Checks ranges (counts >= 1, probabilities in [0, 1), rates > 0 ...), names (model, loss, optimizer, schedule,
-    monitor), that the network can be built and (with `tile`) that ``tile`` is a valid input size for it, and that
-    the device exists.
+    monitor, normalisation), the network's settings, that ``tile`` (when decided) is a valid input side for the
+    network, and that the device exists. Nothing is built.
     """
     def need(ok: bool, key: str, problem: str, fix: str | None = None) -> None:
         if not ok:
             raise ConfigError(key, problem, fix)
 
     value = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-    need(cfg.model in MODELS, "model", f"is {cfg.model!r}, not a known model", f"choose from {', '.join(MODELS)}")
+    need(cfg.model in NETWORKS, "model", f"is {cfg.model!r}, not a known model", f"choose from {', '.join(NETWORKS)}")
     need(cfg.loss in LOSSES, "loss", f"is {cfg.loss!r}, not a known loss", f"choose from {', '.join(LOSSES)}")
-    need(cfg.optimizer in OPTIMIZERS, "optimizer", f"is {cfg.optimizer!r}", f"choose from {', '.join(OPTIMIZERS)}")
-    need(cfg.schedule in SCHEDULES, "schedule", f"is {cfg.schedule!r}", f"choose from {', '.join(SCHEDULES)}")
-    need(cfg.monitor in MONITORS, "monitor", f"is {cfg.monitor!r}", f"choose from {', '.join(MONITORS)}")
-    for key in ("in_channels", "batch_size", "accumulate", "epochs", "steps_per_epoch", "tile"):
-        need(isinstance(value[key], int) and value[key] >= 1, key, f"must be a whole number >= 1, got {value[key]!r}")
-    for key in ("patience", "workers"):
-        need(isinstance(value[key], int) and value[key] >= 0, key, f"must be a whole number >= 0, got {value[key]!r}")
-    need(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", f"must be a whole number >= 0, got {cfg.seed!r}")
-    need(math.isfinite(cfg.sigma) and cfg.sigma > 0, "sigma", f"must be a finite number > 0, got {cfg.sigma!r}")
-    for key in ("lr", "w0", "weight_decay"):  # lr 0 freezes the weights (tests of the loop use it)
-        need(math.isfinite(value[key]) and value[key] >= 0, key, f"must be a finite number >= 0, got {value[key]!r}")
-    need(0 <= cfg.momentum < 1, "momentum", f"must be in [0, 1), got {cfg.momentum!r}")
-    need(0 <= cfg.dropout < 1, "dropout", f"must be a probability in [0, 1), got {cfg.dropout!r}")
+    for key, known in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("monitor", MONITORS),
+                       ("normalization", NORMALIZATIONS)):
+        need(value[key] in known, key, f"is {value[key]!r}", f"choose from {', '.join(known)}")
+    for key in ("in_channels", "batch_size", "accumulate", "epochs", "steps_per_epoch"):
+        need(_whole(value[key]) and value[key] >= 1, key, f"must be a whole number >= 1, got {value[key]!r}")
+    need(cfg.tile is None or (_whole(cfg.tile) and cfg.tile >= 1), "tile",
+         f"must be a whole number >= 1, got {cfg.tile!r}")
+    need(cfg.classes is None or (_whole(cfg.classes) and 2 <= cfg.classes <= 255), "classes",
+         f"must be a whole number from 2 to 255, got {cfg.classes!r}", "leave it out for one foreground class")
+    need(cfg.workers is None or (_whole(cfg.workers) and cfg.workers >= 0), "workers",
+         f"must be a whole number >= 0, got {cfg.workers!r}")
+    need(_whole(cfg.patience) and cfg.patience >= 0, "patience", f"must be a whole number >= 0, got {cfg.patience!r}")
+    need(_whole(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", f"must be a whole number from 0 to 2**32 - 1, got "
+         f"{cfg.seed!r}")
+    need(_finite(cfg.sigma) and cfg.sigma > 0, "sigma", f"must be a finite number > 0, got {cfg.sigma!r}")
+    for key in ("lr", "w0", "weight_decay", "checkpoint_every"):  # lr 0 freezes the weights (tests of the loop)
+        need(_finite(value[key]) and value[key] >= 0, key, f"must be a finite number >= 0, got {value[key]!r}")
+    need(cfg.w0 <= 1e6, "w0", f"is {cfg.w0!r}; the paper's border weight is 10, and weights beyond 1e6 overflow the "
+                              f"float32 loss")
+    need(_finite(cfg.momentum) and 0 <= cfg.momentum < 1, "momentum", f"must be in [0, 1), got {cfg.momentum!r}")
+    need(_finite(cfg.dropout) and 0 <= cfg.dropout < 1, "dropout",
+         f"must be a probability in [0, 1), got {cfg.dropout!r}")
     need(cfg.padding in ("valid", "same"), "padding", f"must be 'valid' or 'same', got {cfg.padding!r}")
-    if cfg.model == "unet" and not cfg.base_width:
-        need(len(cfg.widths) >= 2 and all(isinstance(w, int) and w >= 1 for w in cfg.widths), "widths",
-             f"must be at least two channel counts >= 1, got {','.join(map(str, cfg.widths)) or 'nothing'}",
-             "e.g. --widths 16,32,64,128,256")
-    if cfg.base_width is not None:
-        need(isinstance(cfg.base_width, int) and cfg.base_width >= 1, "base_width",
-             f"must be a whole number >= 1, got {cfg.base_width!r}")
-    try:
-        model = build_model(cfg.model, **cfg.model_options())
-    except ValueError as e:
-        raise ConfigError("model", f"{cfg.model!r} cannot be built with these settings ({e})") from None
-    if tile:
-        check_tile(model, cfg.tile)
+    _validate_network(cfg, need)
+    if cfg.tile is not None:
+        try:
+            cfg.input_tile()
+        except ValueError as e:
+            raise ConfigError("tile", f"is {cfg.tile}, not a valid input side for this network: {e}") from None
     check_device(cfg.device)
 
 
-def check_tile(model: torch.nn.Module, tile: int, key: str = "tile") -> int:
-    """The output side of input tiles of side `tile` for `model`; `ConfigError` naming the nearest valid sizes."""
-    if not hasattr(model, "output_size"):
-        return tile
-    try:
-        return model.output_size(tile)
-    except ValueError as e:
-        raise ConfigError(key, f"is {tile}, not a valid input side for this network: {e}") from None
+def _validate_network(cfg: TrainConfig, need: Any) -> None:
+    takes = NETWORKS[cfg.model].settings
+    if "widths" in takes:
+        need(2 <= len(cfg.widths) <= 8 and all(_whole(w) and w >= 1 for w in cfg.widths), "widths",
+             f"must be 2 to 8 channel counts >= 1 (1 to 7 poolings), got "
+             f"{','.join(map(str, cfg.widths)) or 'nothing'}", "e.g. --widths 16,32,64,128,256")
+    if "base_width" in takes:
+        need(cfg.base_width is not None and _whole(cfg.base_width) and cfg.base_width >= 1, "base_width",
+             f"must be a whole number >= 1, got {cfg.base_width!r}")
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_device(name: str) -> None:
@@ -137,7 +185,7 @@ def check_device(name: str) -> None:
         return
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise ConfigError("device", f"is {name!r}, not a device name", "use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():

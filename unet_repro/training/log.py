@@ -1,30 +1,24 @@
-"""What a run tells a person: a plain line per event (on screen and in ``train.log``), progress bars only on a
-terminal, ``metrics.csv`` (one row per epoch) and ``curves.png`` (redrawn every epoch)."""
+"""What a run tells a person: a plain line per event (on screen and in ``train.log``) and ``metrics.csv`` (one row per
+epoch, rewritten atomically). Progress bars and plain progress lines: `unet_repro.progress`; the curves:
+`unet_repro.report.plot_curves`."""
 from __future__ import annotations
 
 import csv
 import datetime
+import io
 import sys
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any
 
 from tqdm.auto import tqdm
 
-T = TypeVar("T")
-
-
-def on_terminal() -> bool:
-    """Whether progress bars make sense: stderr is a terminal (not a log file, a pipe or CI)."""
-    return sys.stderr.isatty()
-
-
-def progress(iterable: Iterable[T], enabled: bool = True, **options: Any) -> Iterable[T]:
-    """`iterable` with a tqdm bar when `enabled` and on a terminal, else as it is (plain lines say the rest)."""
-    return tqdm(iterable, disable=not (enabled and on_terminal()), dynamic_ncols=True, **options)
+from ..files import write_text
 
 
 class RunLog:
-    """Plain lines on stdout and appended, time-stamped, to ``train.log`` in the run folder (rank 0 only)."""
+    """Plain lines on stdout and appended, time-stamped, to ``train.log`` in the run folder (rank 0 only). The log is
+    the one file a run appends to instead of replacing atomically: a kill can cut its last line, never an earlier
+    one."""
 
     def __init__(self, run_dir: Path | None, enabled: bool = True) -> None:
         self.path = run_dir / "train.log" if run_dir is not None else None
@@ -45,64 +39,42 @@ class RunLog:
                 f.write(f"{stamp} {message}\n")
 
 
-def append_metrics(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def truncate_metrics(path: Path, start_epoch: int) -> None:
-    """Drop rows of epochs from `start_epoch` on (a killed run may have logged an epoch it never saved)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    with open(path, "w", newline="") as f:
-        if rows:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(r for r in rows if int(r["epoch"]) < start_epoch)
-
-
 def read_metrics(path: Path | str) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` (an empty list when there is none yet)."""
+    path = Path(path)
+    if not path.exists():
+        return []
     with open(path, newline="") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def plot_curves(metrics_path: Path, out: Path, loss_name: str, title: str | None = None) -> None:
-    """Training and validation loss per epoch (`loss_name`: the run's real loss), and validation IoU and pixel
-    error on a fixed 0-1 scale, as a PNG. Every epoch is a visible marker, so a one-epoch run shows its points."""
-    if not metrics_path.exists():
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def write_metrics(path: Path | str, rows: list[dict[str, Any]]) -> None:
+    """Write `rows` as ``metrics.csv``, atomically (a kill leaves the previous file whole)."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
-    rows = read_metrics(metrics_path)
-    if not rows:
-        return
-    epochs = [int(r["epoch"]) for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax1.plot(epochs, [r["train_loss"] for r in rows], "o-", label=f"training ({loss_name}, augmented tiles)")
-    ax1.plot(epochs, [r["val_loss"] for r in rows], "s-", label=f"validation ({loss_name}, whole images)")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel(f"loss ({loss_name})")
-    ax1.legend(fontsize=8)
-    ax2.plot(epochs, [r["val_iou"] for r in rows], "o-", label="validation IoU (foreground)")
-    ax2.plot(epochs, [r["val_pixel_error"] for r in rows], "s-", label="validation pixel error (fraction wrong)")
-    ax2.set_ylim(0, 1)
-    ax2.set_xlabel("epoch")
-    ax2.legend(fontsize=8)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        if len(epochs) == 1:
-            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+
+def _csv_value(v: float) -> Any:
+    """Whole numbers as such (``epoch``, ``step``), the rest as floats (``repr`` precision)."""
+    return int(v) if float(v).is_integer() and abs(v) < 2**53 else v
+
+
+class MetricsFile:
+    """``metrics.csv`` of a run: the rows of the epochs it has trained (those of a resumed run's checkpoint, and
+    none beyond: a killed run may have logged epochs it never saved), one more per epoch."""
+
+    def __init__(self, path: Path, keep_before_epoch: int) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = [{k: _csv_value(v) if k in ("epoch", "step") else v for k, v in r.items()}
+                                           for r in read_metrics(path) if r["epoch"] < keep_before_epoch]
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        write_metrics(self.path, self.rows)
+
+
+__all__ = ["MetricsFile", "RunLog", "read_metrics", "write_metrics"]

@@ -1,16 +1,21 @@
-"""Training as in the paper, in one readable loop, and the small hooks it is built from.
+"""Training as in the paper, in one readable loop of named steps.
 
 `train` runs epochs of ``steps_per_epoch`` forward passes of ``batch_size`` tiles each (the paper: one 572x572
-tile), accumulates gradients over ``accumulate`` passes before each optimizer step (SGD, momentum 0.99 by default),
-validates on held-out images with overlap-tile prediction and the run's own loss after every epoch, keeps
-``best.pt`` and ``last.pt``, stops early after ``patience`` epochs without improvement, and stops at once on a
-non-finite loss. Each choice has one obvious place to change it: `build_model`, `build_optimizer`,
-`build_scheduler`, `build_train_dataset`, `build_train_loader`, `evaluate`.
+tile), accumulating gradients over ``accumulate`` passes before each optimizer step (SGD, momentum 0.99 by default):
 
-A run folder holds ``config.json``, ``metrics.csv`` (one row per epoch), ``train.log``, ``last.pt``, ``best.pt`` and
-``curves.png``. A checkpoint carries everything a resumed run needs to continue exactly as if it had never stopped;
-the two checkpoints are written best first, then last, so that a kill between them costs a repeated epoch, never a
-stale ``best.pt``.
+1. **set up** (`unet_repro.training.setup.set_up`, shared with the LR range test): the network, optimizer, schedule,
+   tiles and loader, and the decisions of device, precision and workers;
+2. **restore** (`restore`): a resumed run continues from its checkpoint's state, read once (`Resume`);
+3. **one epoch** (`train_epoch`): the passes and optimizer steps, the loss kept on the device and checked for
+   NaN/inf every few passes (not every pass: each check waits for the GPU);
+4. **end of epoch** (`end_epoch`): validate the whole held-out images with the run's own loss, apply the stop rule
+   (`stop_rule`: all epochs trained, or ``patience`` epochs without improvement), keep the best weights, save
+   ``last.pt`` and ``best.pt`` when a save is due (every ``checkpoint_every`` seconds, at the end, on an
+   interrupt, at a time limit) and write a line to ``train.log``.
+
+The run's state between epochs is one record, `RunState`; it is what ``last.pt`` holds. A first Ctrl-C (or SIGTERM)
+finishes the current epoch, saves and stops ("interrupted"); a second stops at once. With a ``deadline`` a run stops
+before an epoch that would end after it ("time limit"); both resume with ``--resume`` exactly where they stopped.
 
 Data-parallel training under ``torchrun``: see `unet_repro.training.distributed`. An epoch holds
 ``steps_per_epoch * batch_size * W`` samples, so every process still makes ``steps_per_epoch`` passes and the epoch
@@ -19,155 +24,203 @@ equals one process's step over all W processes' tiles.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import math
+import signal
+import statistics
+import threading
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.tiles import EpochSampler, TileDataset
-from ..errors import ConfigMismatchError, DivergedError
-from ..inference import predict_tiled
-from ..losses import build_loss, uses_weight_map
-from ..metrics.segmentation import pooled_scores
-from ..models import build_model as build_network
-from ..weightmap import border_weight_map
-from .checkpoint import (check_same_model, config_differences, load_checkpoint, resume_point, save_checkpoint,
-                         seed_everything)
-from .config import MODEL_KEYS, RESUMABLE_KEYS, TrainConfig, validate_config
+from ..errors import ConfigError, DivergedError
+from ..files import write_text
+from ..geometry import training_tile
+from ..progress import duration, progress
+from ..report import plot_curves
+from .checkpoint import save_checkpoint, seed_everything
+from .config import TrainConfig, validate_config
 from .distributed import (Distributed, all_finite, broadcast, effective_batch, gather_rng_states, gradient_sync,
                           process_device, process_group, process_seed, restore_rng, sum_over_processes)
-from .hardware import autocast_bf16, precision_name, resolve_device
-from .log import RunLog, append_metrics, plot_curves, progress, truncate_metrics
+from .hardware import resolve_device
+from .log import MetricsFile, RunLog
+from .resume import Resume, stop_rule
 from .run_dir import claim_run_dir
+from .setup import Augment, Setup, lr_factor, move_optimizer_state, set_up
+from .validate import evaluate, is_better
 
-Augment = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-# -- hooks: one obvious place for each choice -------------------------------------------------------------------
-
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The network of `cfg`. Weights are drawn from their own seeded generator, so the model is the same whatever
-    ran before."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        return build_network(cfg.model, **cfg.model_options())
+#: Passes between checks of the loss for NaN/inf (each check waits for the GPU to catch up).
+CHECK_EVERY = 16
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+@dataclass
+class RunState:
+    """Where a run stands between epochs; ``last.pt`` holds it (with the network, optimizer and schedule)."""
+
+    epoch: int = 0  # the next epoch to train
+    step: int = 0  # optimizer steps taken
+    best: float | None = None  # the best validation value of the monitored metric so far
+    best_epoch: int = -1
+    bad_epochs: int = 0  # epochs since the last improvement
+    metrics: dict[str, float] | None = None  # the last epoch's validation
+    best_metrics: dict[str, float] | None = None
+    best_model: dict[str, torch.Tensor] | None = None  # a CPU copy of the best epoch's weights
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None
+    tiles_per_s: float = 0.0  # of the last epoch, all processes together
 
 
-def optimizer_steps_per_epoch(cfg: TrainConfig) -> int:
-    return math.ceil(cfg.steps_per_epoch / cfg.accumulate)
+@dataclass
+class Run:
+    """A run in progress: its settings, folder and set-up, where its lines go, and its bookkeeping of saves."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    dist: Distributed
+    setup: Setup
+    log: RunLog
+    metrics: MetricsFile | None  # rank 0 only
+    net: nn.Module  # the network as trained (DDP-wrapped under torchrun); setup.model is the network itself
+    samples_per_epoch: int
+    deadline: float | None = None  # time.monotonic() by which the run must have stopped
+    reserve_validations: float = 0.0  # validations' worth of time kept before the deadline (final scoring)
+    validation_seconds: float = 0.0  # of the last validation
+    last_save: float = field(default_factory=time.monotonic)
+    best_saved_epoch: int | None = None  # the epoch of the best.pt this process wrote
+    unsaved: bool = False  # epochs trained since the last save
+    epoch_seconds: list[float] = field(default_factory=list)
+    interrupted: threading.Event = field(default_factory=threading.Event)
 
 
-def lr_factor(cfg: TrainConfig, step: int) -> float:
-    """The learning rate of optimizer step `step` as a fraction of ``cfg.lr``: 1 (constant), or a cosine from 1 to 0
-    over all ``epochs * optimizer_steps_per_epoch`` steps (Loshchilov & Hutter 2017, no restarts)."""
-    if cfg.schedule == "constant":
-        return 1.0
-    total = max(1, cfg.epochs * optimizer_steps_per_epoch(cfg))
-    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+# -- the loop ----------------------------------------------------------------------------------------------------
 
+def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+          val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray], run_dir: Path | str,
+          resume: Resume | Path | str | None = None, augment: Augment | None = None, overwrite: bool = False,
+          log: RunLog | None = None, deadline: float | None = None,
+          reserve_validations: float = 0.0) -> dict[str, Any]:
+    """Train on (images, labels), validate on (val_images, val_labels), write the run folder.
 
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    # A closed form of the step (not a recursion over past rates), so that a resumed run with another --lr or
-    # --epochs follows the schedule those define from where it resumes.
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step))
+    Under ``torchrun`` every process calls this with the same arguments and trains data-parallel; all processes
+    return the same summary.
 
+    Args:
+        cfg: the run's configuration (checked with `validate_config` first); ``tile`` None applies the tile rule
+            to the training images (`unet_repro.geometry.training_tile`).
+        images, labels: training images, (H, W) or (H, W, C), and (H, W) {0, 1} labels.
+        val_images, val_labels: held-out images, predicted whole after each epoch.
+        run_dir: output folder. A new run refuses a folder holding another run unless `overwrite` (see
+            `unet_repro.training.run_dir.claim_run_dir`).
+        resume: a `Resume` (or the path of a ``last.pt``) to continue from. The network's settings must equal
+            `cfg`'s; `cfg` may change only `RESUMABLE_KEYS` (applied from the resumed epoch and recorded in
+            ``changes``). A checkpoint with nothing left to train returns its summary at once (``trained_epochs``
+            0). Into another folder than its own, the resumed run writes its own ``best.pt`` and ``last.pt`` there.
+        augment: the augmentation callable `(image, mask, weight, seed) -> (image, mask, weight)`, used when
+            ``cfg.augment`` is true (default: `unet_repro.augment.paper_augmentation()`).
+        log: where plain progress lines go (default: stdout and ``run_dir/train.log``).
+        deadline: a ``time.monotonic()`` value: the run stops before an epoch that would end after it ("time
+            limit"), saved and resumable, keeping `reserve_validations` times a validation's duration in hand (for
+            the final scoring that follows).
 
-def output_tile(model: nn.Module, tile: int) -> int:
-    """The label tile side for input tiles of side `tile` (the same side for size-preserving models)."""
-    return model.output_size(tile) if hasattr(model, "output_size") else tile
-
-
-def build_train_dataset(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                        tile_out: int, samples_per_epoch: int, augment: Augment | None) -> TileDataset:
-    return TileDataset(images, labels, tile_in=cfg.tile, tile_out=tile_out, samples_per_epoch=samples_per_epoch,
-                       augment=augment if cfg.augment else None, w0=cfg.w0, sigma=cfg.sigma, seed=cfg.seed)
-
-
-def build_train_loader(dataset: TileDataset, sampler: EpochSampler, cfg: TrainConfig,
-                       pin_memory: bool) -> torch.utils.data.DataLoader:
-    """One DataLoader for the whole run: `sampler` yields global sample ids, so ``sampler.set_epoch`` alone moves
-    it to the next epoch.
-
-    With workers they persist across epochs (no re-forking, no cold start each epoch) and the loader draws their
-    seeds from its own generator: a persistent loader draws them once per run, not once per iteration, and drawing
-    from the global generator would shift the dropout masks of a resumed run against an uninterrupted one. The
-    tiles never depend on those seeds. Without workers each iteration draws one number from the global generator,
-    as it always has, which keeps earlier single-process runs reproducible bit for bit.
+    Returns:
+        A summary: the best epoch and its validation metrics, the stop reason, epochs trained now, optimizer steps,
+        tiles/s (of all processes, last epoch), tiles seen in all, the number of processes, the effective batch,
+        the precision and the data-loading processes.
     """
-    persistent = cfg.workers > 0
-    return torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                                       num_workers=cfg.workers, pin_memory=pin_memory,
-                                       persistent_workers=persistent,
-                                       generator=torch.Generator().manual_seed(cfg.seed) if persistent else None)
+    if cfg.tile is None:
+        cfg = decide_tile(cfg, images)
+    validate_config(cfg)
+    dist = Distributed.from_env()
+    run_dir = Path(run_dir)
+    if resume is not None and not isinstance(resume, Resume):
+        resume = Resume.load(resume)
+    changes = resume.changes(cfg) if resume is not None else []
+    if dist.is_main:
+        claim_run_dir(run_dir, resume.path if resume is not None else None, overwrite)
+    device = process_device(resolve_device(cfg.device), dist)
+    log = log or RunLog(run_dir, enabled=dist.is_main)
+    with process_group(dist, device):
+        seed_everything(process_seed(cfg.seed, dist.rank))
+        samples = cfg.steps_per_epoch * cfg.batch_size * dist.world_size
+        setup = set_up(cfg, images, labels, device, samples, dist.rank, dist.world_size, augment)
+        state = restore(setup, resume, dist, changes) if resume is not None else RunState()
+        net = setup.model
+        if dist.enabled:
+            net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        run = Run(cfg, run_dir, dist, setup, log, MetricsFile(run_dir / "metrics.csv", state.epoch)
+                  if dist.is_main else None, net, samples, deadline, reserve_validations)
+        return train_epochs(run, state, val_images, val_labels, resumed=resume is not None)
 
 
-# -- validation --------------------------------------------------------------------------------------------------
-
-def evaluate(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray], loss: str = "weighted_bce",
-             tile: int | None = None, device: torch.device | None = None, tta: bool = False, w0: float = 10.0,
-             sigma: float = 5.0, weights: Sequence[np.ndarray] | None = None,
-             show_progress: bool = False) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Validation metrics on whole images predicted with overlap-tile prediction.
-
-    Returns ``loss`` (the run's loss `loss` on the whole images, with the border weight map of each label when the
-    loss uses one), the pooled ``iou``, ``dice``, ``iou_background`` and ``pixel_error`` of
-    `unet_repro.metrics.segmentation.pooled_scores` at threshold 0.5, and the probability maps. ``tile``: output tile
-    side of `predict_tiled`. ``tta`` averages each prediction over the 8 symmetries of the square.
-    """
-    loss_fn = build_loss(loss)
-    weighted = uses_weight_map(loss)
-    if weighted and weights is None:
-        weights = [border_weight_map(lab, w0=w0, sigma=sigma) for lab in labels]
-    probs, total, pixels = [], 0.0, 0
-    for i, (image, label) in enumerate(progress(list(zip(images, labels)), enabled=show_progress, leave=False,
-                                                desc="validation")):
-        p = predict_tiled(model, image, tile=tile, device=device, tta=tta)
-        probs.append(p)
-        logits = torch.logit(torch.from_numpy(p)[None, None], eps=1e-7).double()
-        target = torch.from_numpy(label.astype(np.float64))[None, None]
-        weight = torch.from_numpy(weights[i].astype(np.float64))[None, None] if weighted else None
-        total += float(loss_fn(logits, target, weight)) * label.size  # losses are pixel means: pool by pixels
-        pixels += label.size
-    return {"loss": total / pixels, **pooled_scores([p > 0.5 for p in probs], [lab > 0 for lab in labels])}, probs
+def decide_tile(cfg: TrainConfig, images: Sequence[np.ndarray]) -> TrainConfig:
+    """`cfg` with the tile rule applied to the training images (the largest of their sides decides)."""
+    shape = max((im.shape for im in images), key=lambda s: max(s[:2]))
+    try:
+        return replace(cfg, tile=training_tile(cfg.geometry(), shape).input)
+    except (ValueError, KeyError) as e:
+        raise ConfigError("tile", f"cannot be chosen for this network: {e}", "pass --tile") from None
 
 
-def is_better(metrics: dict[str, float], best: float | None, monitor: str) -> bool:
-    if best is None:
-        return True
-    return metrics[monitor] < best if monitor == "loss" else metrics[monitor] > best
+def train_epochs(run: Run, state: RunState, val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
+                 resumed: bool) -> dict[str, Any]:
+    """Epochs from ``state.epoch`` until the stop rule, a time limit or an interrupt says stop; the summary."""
+    cfg, main, trained = run.cfg, run.dist.is_main, 0
+    if main:
+        write_config(run, state)
+        announce(run, state, resumed)
+    if state.stop_reason is not None:  # nothing left to train
+        # best.pt again from last.pt's state: a run killed between its last two writes has an older one, and a
+        # finished run resumed into a new folder has none
+        save(run, state, final=True)
+        return broadcast(summary(run, state, trained) if main else None, run.dist)
+    with interrupts_finish_the_epoch(run):
+        for epoch in range(state.epoch, cfg.epochs):
+            if would_overrun(run):
+                state.stop_reason = "time limit"
+                break
+            t0 = time.monotonic()
+            train_loss, seen, seconds = train_epoch(run, state, epoch)
+            end_epoch(run, state, epoch, train_loss, seen, seconds, val_images, val_labels)
+            run.epoch_seconds.append(time.monotonic() - t0)
+            trained += 1
+            if state.stop_reason is not None:
+                break
+    if state.stop_reason == "time limit":
+        if run.unsaved:
+            save(run, state, final=True)
+        if main:
+            run.log(f"stopped: time limit (the next epoch, about {duration(expected_epoch_seconds(run))}, would end "
+                    f"after it); resume with --resume {run.run_dir / 'last.pt'}")
+    return broadcast(summary(run, state, trained) if main else None, run.dist)
 
 
-# -- resuming ----------------------------------------------------------------------------------------------------
-
-def resume_changes(saved: dict[str, Any], cfg: TrainConfig, path: Path | str, epoch: int) -> list[dict[str, Any]]:
-    """The settings `cfg` changes against the checkpoint's config, as records ``{key, old, new, from_epoch}``.
-
-    The network's settings (`MODEL_KEYS`) cannot change (`ConfigMismatchError`, as `check_same_model`); those of
-    `RESUMABLE_KEYS` may; any other change is refused, because the resumed run would no longer continue the run its
-    checkpoint belongs to.
-    """
-    check_same_model(saved, cfg, path)
-    others = tuple(f.name for f in fields(TrainConfig) if f.name not in (*MODEL_KEYS, *RESUMABLE_KEYS, "extra"))
-    refused = config_differences(saved, cfg, others)
-    if refused:
-        listed = "; ".join(f"{k}: checkpoint {old!r} vs requested {new!r}" for k, old, new in refused)
-        raise ConfigMismatchError(
-            f"{path}: these settings cannot change when a run is resumed ({listed}); a resumed run may change only "
-            f"{', '.join(RESUMABLE_KEYS)}. Drop the others, or start a new run")
-    return [{"key": k, "old": old, "new": new, "from_epoch": epoch}
-            for k, old, new in config_differences(saved, cfg, RESUMABLE_KEYS)]
+def restore(setup: Setup, resume: Resume, dist: Distributed, changes: list[dict[str, Any]]) -> RunState:
+    """Continue from a checkpoint: the network, optimizer and schedule (at ``cfg.lr``, which a resume may change),
+    the generators, and the run's state."""
+    ckpt, cfg = resume.state, setup.cfg
+    model = setup.model
+    model.load_state_dict(ckpt["model"])
+    setup.optimizer.load_state_dict(ckpt["optimizer"])
+    setup.scheduler.load_state_dict(ckpt["scheduler"])
+    set_learning_rate(cfg, setup.optimizer, setup.scheduler)
+    if setup.device.type == "cuda":
+        move_optimizer_state(setup.optimizer)
+    restore_rng(ckpt, dist, cfg.seed)
+    epoch = int(ckpt["epoch"])
+    best_model = ckpt.get("best_model")
+    if best_model is None and ckpt.get("best_epoch") == epoch:
+        best_model = ckpt["model"]
+    state = RunState(epoch=epoch + 1, step=int(ckpt["step"]), best=ckpt["best"], best_epoch=int(ckpt["best_epoch"]),
+                     bad_epochs=int(ckpt["bad_epochs"]), metrics=ckpt.get("metrics"),
+                     best_metrics=ckpt.get("best_metrics", ckpt.get("metrics") if best_model is not None else None),
+                     best_model=best_model, changes=changes)
+    state.stop_reason = stop_rule(cfg, epoch, state.bad_epochs)
+    return state
 
 
 def set_learning_rate(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
@@ -180,230 +233,208 @@ def set_learning_rate(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
         group["lr"] = cfg.lr * lr_factor(cfg, scheduler.last_epoch)
 
 
-def finished_reason(ckpt: dict[str, Any], cfg: TrainConfig) -> str | None:
-    """Why the run of `ckpt` has nothing left to train under `cfg`, or None."""
-    if ckpt["epoch"] + 1 >= cfg.epochs:
-        return f"all {cfg.epochs} epochs are trained"
-    if cfg.patience and ckpt["bad_epochs"] >= cfg.patience:
-        return (f"early stopping: no improvement of validation {cfg.monitor} for {ckpt['bad_epochs']} epochs "
-                f"(patience {cfg.patience})")
-    return None
-
-
-# -- the loop ----------------------------------------------------------------------------------------------------
-
-def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-          val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray], run_dir: Path | str,
-          resume: Path | str | None = None, augment: Augment | None = None, overwrite: bool = False,
-          log: RunLog | None = None) -> dict[str, Any]:
-    """Train on (images, labels), validate on (val_images, val_labels), write the run folder.
-
-    Under ``torchrun`` every process calls this with the same arguments and trains data-parallel; all processes
-    return the same summary.
-
-    Args:
-        cfg: the run's configuration (checked with `validate_config` first).
-        images, labels: training images, (H, W) or (H, W, C) uint8, and (H, W) {0, 1} labels.
-        val_images, val_labels: held-out images, predicted whole after each epoch.
-        run_dir: output folder. A new run refuses a folder holding another run unless `overwrite` (see
-            `unet_repro.training.run_dir.claim_run_dir`).
-        resume: a ``last.pt`` to continue from. The network's settings must equal `cfg`'s; `cfg` may change only
-            `RESUMABLE_KEYS` (applied from the resumed epoch and recorded in ``changes``). A checkpoint with nothing
-            left to train returns its summary at once (``trained_epochs`` 0). Every process reads it.
-        augment: the augmentation callable `(image, mask, weight, seed) -> (image, mask, weight)`, used when
-            ``cfg.augment`` is true (default: `unet_repro.augment.paper_augmentation()`).
-        log: where plain progress lines go (default: stdout and ``run_dir/train.log``).
-
-    Returns:
-        A summary: the best epoch and its validation metrics, the stop reason, epochs trained now, optimizer steps,
-        tiles/s (of all processes, last epoch), the number of processes, the effective batch and the precision.
-    """
-    validate_config(cfg)
-    dist = Distributed.from_env()
-    run_dir = Path(run_dir)
-    resume = resume_point(resume) if resume is not None else None
-    if dist.is_main:
-        claim_run_dir(run_dir, Path(resume) if resume is not None else None, overwrite)
-    device = process_device(resolve_device(cfg.device), dist)
-    log = log or RunLog(run_dir, enabled=dist.is_main)
-    with process_group(dist, device):
-        return _train(cfg, images, labels, val_images, val_labels, run_dir, resume, augment, dist, device, log)
-
-
-def _train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-           val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray], run_dir: Path,
-           resume: Path | str | None, augment: Augment | None, dist: Distributed, device: torch.device,
-           log: RunLog) -> dict[str, Any]:
-    """The body of `train`, run by each process (`dist`) on its `device` once the process group is joined."""
-    main = dist.is_main
-    cuda = device.type == "cuda"
-    bf16 = autocast_bf16(cfg.bf16, device)
-    if cuda:
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-
-    seed_everything(process_seed(cfg.seed, dist.rank))
-    model = build_model(cfg)
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer)
-    start_epoch, step, best, best_epoch, bad_epochs, changes, done = 0, 0, None, -1, 0, [], None
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        start_epoch = ckpt["epoch"] + 1
-        changes = ckpt.get("changes", []) + resume_changes(ckpt["config"], cfg, resume, start_epoch)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_learning_rate(cfg, optimizer, scheduler)
-        step, best, best_epoch, bad_epochs = ckpt["step"], ckpt["best"], ckpt["best_epoch"], ckpt["bad_epochs"]
-        restore_rng(ckpt, dist, cfg.seed)
-        done = finished_reason(ckpt, cfg)
-    model.to(device)
-    if cuda and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if cuda:  # optimizer state follows the parameters' device
-        optimizer.load_state_dict(optimizer.state_dict())
-    module = model  # the network itself: validated and saved
-    if dist.enabled:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-
-    tiles_per_step = effective_batch(cfg, dist)
-    metrics_path = run_dir / "metrics.csv"
-    def write_config() -> None:
-        (run_dir / "config.json").write_text(json.dumps(
-            {**asdict(cfg), "world_size": dist.world_size, "effective_batch": tiles_per_step,
-             "precision": precision_name(bf16), "changes": changes}, indent=2, default=str))
-
-    if main:
-        if resume is None:
-            write_config()  # marks the folder as a run's; a resumed run rewrites it with its first checkpoint
-        elif Path(resume).name == "best.pt" and Path(resume).resolve().parent == run_dir.resolve():
-            # resume_point chose best.pt: the run was killed between the epoch's two writes; finish that epoch's
-            # last.pt (the same state) so that the folder is as an uninterrupted run left it
-            last = run_dir / "last.pt"
-            if not last.exists() or load_checkpoint(last)["epoch"] < ckpt["epoch"]:
-                save_checkpoint(last, ckpt)
-                write_config()
-        if resume is not None:
-            truncate_metrics(metrics_path, start_epoch)
-        else:
-            metrics_path.unlink(missing_ok=True)
-        for c in changes:
-            if c["from_epoch"] == start_epoch:
-                log(f"resumed with {c['key']} changed from {c['old']!r} to {c['new']!r} from epoch {start_epoch}")
-    if done is not None:
-        log(f"{run_dir}: nothing left to train ({done}); last epoch {start_epoch - 1}")
-        return broadcast(_summary(run_dir, cfg, done, best_epoch, step, 0.0, dist, tiles_per_step, bf16, 0), dist)
-
-    if cfg.augment and augment is None:
-        from ..augment import paper_augmentation
-        augment = paper_augmentation()
-    tile_out = output_tile(module, cfg.tile)
-    samples_per_epoch = cfg.steps_per_epoch * cfg.batch_size * dist.world_size
-    dataset = build_train_dataset(cfg, images, labels, tile_out, samples_per_epoch, augment)
-    sampler = EpochSampler(samples_per_epoch, dist.rank, dist.world_size)
-    loader = build_train_loader(dataset, sampler, cfg, pin_memory=cuda)
-    loss_fn = build_loss(cfg.loss)
-    val_weights = None
-    if main:
-        if uses_weight_map(cfg.loss):
-            val_weights = [border_weight_map(lab, w0=cfg.w0, sigma=cfg.sigma) for lab in val_labels]
-        log(f"{'resuming at' if resume else 'training from'} epoch {start_epoch} of {cfg.epochs} on "
-            f"{dist.world_size} process(es), {device} ({precision_name(bf16)}): {cfg.model}, loss {cfg.loss}, "
-            f"{cfg.steps_per_epoch} passes x {cfg.batch_size} tile(s) of {cfg.tile} px per epoch, effective batch "
-            f"{tiles_per_step} tiles per optimizer step; run folder {run_dir}")
-
-    stop_reason, summary_rate, trained = "epochs", 0.0, 0
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        t0, running, seen = time.perf_counter(), 0.0, 0
-        # tqdm iterates what it wraps once when made and again when iterated. Persistent workers get the epoch's
-        # iterator, so that they do not prepare its first tiles twice; without workers the loader itself, as always
-        # (its two iterations draw from the global generator: earlier runs' dropout masks depend on them).
-        batches = iter(loader) if loader.persistent_workers else loader
-        bar = progress(batches, enabled=main, total=len(loader), desc=f"epoch {epoch}", leave=False)
-        optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(bar):
-            # The group this pass belongs to; the last group of an epoch may be shorter and is scaled by its own
-            # size, so that k accumulated passes give the same update as one batch of k.
-            group = min(cfg.accumulate, cfg.steps_per_epoch - (i // cfg.accumulate) * cfg.accumulate)
-            steps = (i + 1) % cfg.accumulate == 0 or i + 1 == cfg.steps_per_epoch
-            x, y, w = (batch[k].to(device, non_blocking=True) for k in ("image", "label", "weight"))
-            if cuda and cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with gradient_sync(model, steps):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(x)
-                loss = loss_fn(logits.float(), y, w)
-                if not all_finite(loss, dist):
-                    value = f"{loss.item()}" if not dist.enabled else f"non-finite ({loss.item()} on rank {dist.rank})"
-                    last = run_dir / "last.pt"
-                    raise log_error(log, DivergedError(
-                        f"training loss became {value} at epoch {epoch}, pass {i} (optimizer step {step}); stopped. "
-                        + (f"The last good checkpoint is {last} (epoch {epoch - 1}); resume it with a lower --lr "
-                           f"(a resumed run may change --lr)" if last.exists() else
-                           "No checkpoint was written yet; start again with a lower --lr")
-                        + " or check the data"))
-                (loss / group).backward()
-            running, seen = running + loss.item() * len(x), seen + len(x)
-            if steps:
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
+def train_epoch(run: Run, state: RunState, epoch: int) -> tuple[float, int, float]:
+    """The passes and optimizer steps of one epoch; (mean training loss, tiles seen by all processes, seconds)."""
+    cfg, s, dist = run.cfg, run.setup, run.dist
+    s.sampler.set_epoch(epoch)
+    run.net.train()
+    t0 = time.perf_counter()
+    # Persistent workers get the epoch's iterator, so that they do not prepare its first tiles twice (the bar
+    # iterates what it wraps once when made); without workers the loader itself, as always.
+    batches = iter(s.loader) if s.loader.persistent_workers else s.loader
+    bar = progress(batches, desc=f"epoch {epoch}", total=len(s.loader), enabled=dist.is_main)
+    running = torch.zeros((), dtype=torch.float64, device=s.device)  # sum of loss x tiles, kept on the device
+    window = torch.zeros((), dtype=torch.float64, device=s.device)  # losses since the last finiteness check
+    seen = 0
+    s.optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(bar):
+        # The group this pass belongs to; the last group of an epoch may be shorter and is scaled by its own size,
+        # so that k accumulated passes give the same update as one batch of k.
+        group = min(cfg.accumulate, cfg.steps_per_epoch - (i // cfg.accumulate) * cfg.accumulate)
+        steps = (i + 1) % cfg.accumulate == 0 or i + 1 == cfg.steps_per_epoch
+        loss, tiles = forward_backward(run, batch, group, steps)
+        running += loss.detach().double() * tiles
+        window += loss.detach().double()
+        seen += tiles
+        if steps:
+            s.optimizer.step()
+            s.scheduler.step()
+            s.optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+        if (i + 1) % CHECK_EVERY == 0 or i + 1 == cfg.steps_per_epoch:
+            check_finite(run, window, epoch, i, state.step)
+            window.zero_()
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{running / seen:.4f}")
-        train_time = time.perf_counter() - t0
-        running, seen = sum_over_processes([running, seen], dist, device)
-        summary_rate = seen / train_time
-        trained += 1
-        improved, val, row = False, None, None
-        if main:
-            val, _ = evaluate(module, val_images, val_labels, loss=cfg.loss, tile=output_tile(module, cfg.tile),
-                              device=device, weights=val_weights, show_progress=True)
-            row = {"epoch": epoch, "step": step, "train_loss": running / seen, "val_loss": val["loss"],
-                   "val_pixel_error": val["pixel_error"], "val_iou": val["iou"],
-                   "val_iou_background": val["iou_background"], "lr": optimizer.param_groups[0]["lr"],
-                   "tiles_per_s": summary_rate, "epoch_s": time.perf_counter() - t0}
-            append_metrics(metrics_path, row)
-            improved = is_better(val, best, cfg.monitor)
-            if improved:
-                best, best_epoch, bad_epochs = val[cfg.monitor], epoch, 0
-            else:
-                bad_epochs += 1
-            if cfg.patience and bad_epochs >= cfg.patience:
-                stop_reason = f"early stopping: no improvement of validation {cfg.monitor} for {cfg.patience} epochs"
-            elif epoch + 1 == cfg.epochs:
-                stop_reason = f"all {cfg.epochs} epochs are trained"
-        rng_states = gather_rng_states(dist)  # the other processes wait here while rank 0 validates
-        if main:
-            finished = stop_reason != "epochs"
-            state = {"model": module.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "best": best,
-                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "metrics": val, "rng": rng_states[0],
-                     "stop_reason": stop_reason if finished else None, "changes": changes, "config": asdict(cfg)}
-            if dist.enabled:
-                state["rng_ranks"] = rng_states
-            # best.pt first: a kill before last.pt is replaced resumes from the previous epoch and redoes this one,
-            # which writes the same best.pt again; the other order could leave a best.pt older than last.pt says.
-            if improved:
-                save_checkpoint(run_dir / "best.pt", state)
-            save_checkpoint(run_dir / "last.pt", state)
-            write_config()  # the settings last.pt was made with (a resumed run's changes included)
-            plot_curves(metrics_path, run_dir / "curves.png", cfg.loss, title=str(run_dir))
-            log(f"epoch {epoch} ({epoch + 1} of {cfg.epochs}): train loss {row['train_loss']:.4f}, "
-                f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f}, val pixel error {val['pixel_error']:.4f}, lr {row['lr']:.3g}, "
-                f"{summary_rate:.2f} tiles/s, {row['epoch_s']:.0f} s"
-                + (", best so far: saved best.pt" if improved else f", no improvement for {bad_epochs} epoch(s)"))
-        stop_reason = broadcast(stop_reason, dist)  # rank 0 decides for all
-        if stop_reason != "epochs":
-            break
-    summary = None
+                bar.set_postfix(loss=f"{running.item() / seen:.4f}")
+    seconds = time.perf_counter() - t0
+    total, seen = sum_over_processes([running.item(), seen], dist, s.device)
+    return total / seen, int(seen), seconds
+
+
+def forward_backward(run: Run, batch: dict[str, torch.Tensor], group: int, steps: bool) -> tuple[torch.Tensor, int]:
+    """One forward and backward pass of a batch; gradients of passes that do not step stay local under DDP."""
+    s = run.setup
+    x, y = batch["image"].to(s.device, non_blocking=True), batch["label"].to(s.device, non_blocking=True)
+    w = batch["weight"].to(s.device, non_blocking=True) if "weight" in batch else None
+    if s.device.type == "cuda" and run.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with gradient_sync(run.net, steps):
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision.train_bf16):
+            logits = run.net(x)
+        loss = s.loss_fn(logits.float(), y, w)
+        (loss / group).backward()
+    return loss, len(x)
+
+
+def check_finite(run: Run, window: torch.Tensor, epoch: int, i: int, step: int) -> None:
+    """`DivergedError` if a loss since the last check was NaN or infinite (on any process)."""
+    if all_finite(window, run.dist):
+        return
+    last = run.run_dir / "last.pt"
+    first = i - i % CHECK_EVERY
+    value = window.item()
+    if run.dist.enabled:
+        value = f"non-finite ({value} on rank {run.dist.rank})" if not np.isfinite(value) else \
+            "non-finite (on another process)"
+    raise log_error(run.log, DivergedError(
+        f"training loss became {value} at epoch {epoch}, in passes {first}-{i} (optimizer step {step}); "
+        f"stopped. " + (f"The last good checkpoint is {last}; resume it with a lower --lr (a resumed run may change "
+                        f"--lr)" if last.exists() else "No checkpoint was written yet; start again with a lower --lr")
+        + " or check the data"))
+
+
+def end_epoch(run: Run, state: RunState, epoch: int, train_loss: float, seen: int, seconds: float,
+              val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray]) -> None:
+    """Validate (rank 0), apply the stop rule, keep the best weights, save when due, log the epoch."""
+    cfg, main = run.cfg, run.dist.is_main
+    state.tiles_per_s = seen / seconds
+    improved, due = False, False
     if main:
-        log(f"stopped: {stop_reason}; best epoch {best_epoch}")
-        summary = _summary(run_dir, cfg, stop_reason, best_epoch, step, summary_rate, dist, tiles_per_step, bf16,
-                           trained)
-    return broadcast(summary, dist)
+        s = run.setup
+        t0 = time.monotonic()
+        val, _ = evaluate(s.model, val_images, val_labels, loss=cfg.loss, tile=s.tile, device=s.device,
+                          autocast=s.precision.eval_bf16, w0=cfg.w0, sigma=cfg.sigma, show_progress=True)
+        run.validation_seconds = time.monotonic() - t0
+        state.epoch, state.metrics = epoch + 1, val
+        run.metrics.append({"epoch": epoch, "step": state.step, "train_loss": train_loss, "val_loss": val["loss"],
+                            "val_pixel_error": val["pixel_error"], "val_iou": val["iou"],
+                            "val_iou_background": val["iou_background"], "lr": s.optimizer.param_groups[0]["lr"],
+                            "tiles_per_s": state.tiles_per_s, "epoch_s": seconds})
+        improved = is_better(val, state.best, cfg.monitor)
+        if improved:
+            state.best, state.best_epoch, state.bad_epochs, state.best_metrics = val[cfg.monitor], epoch, 0, val
+            state.best_model = {k: v.detach().to("cpu", copy=True) for k, v in s.model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        state.stop_reason = stop_rule(cfg, epoch, state.bad_epochs)
+        if state.stop_reason is None and run.interrupted.is_set():
+            state.stop_reason = "interrupted"
+        due = state.stop_reason is not None or time.monotonic() - run.last_save >= cfg.checkpoint_every
+    # rank 0 decides for all; the others wait here while it validates
+    state.stop_reason, due = broadcast((state.stop_reason, due), run.dist)
+    state.epoch, run.unsaved = epoch + 1, True
+    if due:
+        save(run, state, final=state.stop_reason is not None)
+    if main:
+        run.log(f"epoch {epoch} ({epoch + 1} of {cfg.epochs}): train loss {train_loss:.4f}, val loss "
+                f"{state.metrics['loss']:.4f}, val IoU {state.metrics['iou']:.4f}, val pixel error "
+                f"{state.metrics['pixel_error']:.4f}, lr {run.setup.optimizer.param_groups[0]['lr']:.3g}, "
+                f"{state.tiles_per_s:.2f} tiles/s, {seconds:.0f} s"
+                + (", best so far" if improved else f", no improvement for {state.bad_epochs} epoch(s)")
+                + (", saved" if due else ""))
+
+
+def save(run: Run, state: RunState, final: bool = False) -> None:
+    """Write ``last.pt`` (the whole state), then ``best.pt`` if the best epoch changed since this process last
+    wrote it, then ``config.json`` and ``curves.png``. Every process calls this (the generator states are gathered
+    from all); rank 0 writes."""
+    rng_states = gather_rng_states(run.dist)
+    if not run.dist.is_main:
+        return
+    s, cfg, epoch = run.setup, run.cfg, state.epoch - 1
+    config = asdict(cfg)
+    last = {"format": 2, "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+            "scheduler": s.scheduler.state_dict(), "epoch": epoch, "step": state.step, "best": state.best,
+            "best_epoch": state.best_epoch, "bad_epochs": state.bad_epochs, "metrics": state.metrics,
+            "best_metrics": state.best_metrics,
+            "best_model": None if state.best_epoch == epoch else state.best_model, "rng": rng_states[0],
+            "stop_reason": state.stop_reason if final else None, "changes": state.changes, "config": config}
+    if run.dist.enabled:
+        last["rng_ranks"] = rng_states
+    save_checkpoint(run.run_dir / "last.pt", last)
+    if state.best_model is not None and run.best_saved_epoch != state.best_epoch:
+        save_checkpoint(run.run_dir / "best.pt", {"kind": "best", "model": state.best_model,
+                                                  "epoch": state.best_epoch, "metrics": state.best_metrics,
+                                                  "config": config})
+        run.best_saved_epoch = state.best_epoch
+    write_config(run, state)
+    plot_curves(run.metrics.rows, run.run_dir / "curves.png", cfg.loss, title=str(run.run_dir))
+    run.last_save, run.unsaved = time.monotonic(), False
+
+
+def write_config(run: Run, state: RunState) -> None:
+    """``config.json``: the settings ``last.pt`` was made with (a resumed run's changes included) and the
+    decisions they led to on this machine."""
+    s = run.setup
+    write_text(run.run_dir / "config.json", json.dumps(
+        {**asdict(run.cfg), "world_size": run.dist.world_size, "effective_batch": effective_batch(run.cfg, run.dist),
+         "precision": s.precision.record(), "workers_used": s.workers, "changes": state.changes},
+        indent=2, default=str))
+
+
+def announce(run: Run, state: RunState, resumed: bool) -> None:
+    cfg, s = run.cfg, run.setup
+    for c in state.changes:
+        if c["from_epoch"] == state.epoch:
+            run.log(f"resumed with {c['key']} changed from {c['old']!r} to {c['new']!r} from epoch {state.epoch}")
+    if state.stop_reason is not None:
+        run.log(f"{run.run_dir}: nothing left to train ({state.stop_reason}); last epoch {state.epoch - 1}")
+        return
+    workers = f"{s.workers} data worker(s)" + (" (chosen from the machine)" if cfg.workers is None else "")
+    run.log(f"{'resuming at' if resumed else 'training from'} epoch {state.epoch} of {cfg.epochs} on "
+            f"{run.dist.world_size} process(es), {s.device} ({s.precision.name}, {workers}): {cfg.model}, loss "
+            f"{cfg.loss}, {cfg.steps_per_epoch} passes x {cfg.batch_size} tile(s) of {s.tile.input} px per epoch, "
+            f"effective batch {effective_batch(cfg, run.dist)} tiles per optimizer step; checkpoints every "
+            f"{duration(cfg.checkpoint_every) if cfg.checkpoint_every else 'epoch'}; run folder {run.run_dir}")
+
+
+def expected_epoch_seconds(run: Run) -> float:
+    """What the next epoch (with its validation and a save) should take: the median of this process's epochs."""
+    return statistics.median(run.epoch_seconds) if run.epoch_seconds else 0.0
+
+
+def would_overrun(run: Run) -> bool:
+    """Whether the next epoch, and the scoring after it, would end after the run's deadline (rank 0 decides)."""
+    if run.deadline is None:
+        return False
+    needed = expected_epoch_seconds(run) + run.reserve_validations * run.validation_seconds
+    late = time.monotonic() + needed > run.deadline
+    return bool(broadcast(late, run.dist))
+
+
+@contextlib.contextmanager
+def interrupts_finish_the_epoch(run: Run) -> Iterator[None]:
+    """A first Ctrl-C or SIGTERM asks the run to stop after the current epoch (saved); a second one stops at once
+    (KeyboardInterrupt), losing the work since the last save. Only the main thread can take signals: elsewhere
+    (a run started from a worker thread) interrupts keep their default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if run.interrupted.is_set():
+            raise KeyboardInterrupt
+        run.interrupted.set()
+        if run.dist.is_main:
+            print(f"\ninterrupt: finishing epoch and saving (about {duration(expected_epoch_seconds(run))}); "
+                  f"interrupt again to stop at once, losing the work since the last save", flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def log_error(log: RunLog, error: Exception) -> Exception:
@@ -412,17 +443,18 @@ def log_error(log: RunLog, error: Exception) -> Exception:
     return error
 
 
-def _summary(run_dir: Path, cfg: TrainConfig, stop_reason: str, best_epoch: int, step: int, rate: float,
-             dist: Distributed, tiles_per_step: int, bf16: bool, trained: int) -> dict[str, Any] | None:
-    if not dist.is_main:
-        return None
-    plot_curves(run_dir / "metrics.csv", run_dir / "curves.png", cfg.loss, title=str(run_dir))
-    best_metrics = load_checkpoint(run_dir / "best.pt")["metrics"] if (run_dir / "best.pt").exists() else {}
-    return {"best_epoch": best_epoch, "best": best_metrics, "stop_reason": stop_reason, "trained_epochs": trained,
-            "optimizer_steps": step, "tiles_per_s": rate, "world_size": dist.world_size,
-            "effective_batch": tiles_per_step, "precision": precision_name(bf16)}
+def summary(run: Run, state: RunState, trained: int) -> dict[str, Any]:
+    """What `train` returns (rank 0), after a last line in the log."""
+    cfg = run.cfg
+    if state.stop_reason not in (None, "time limit"):
+        run.log(f"stopped: {state.stop_reason}; best epoch {state.best_epoch}")
+    return {"best_epoch": state.best_epoch, "best": state.best_metrics or {}, "stop_reason": state.stop_reason,
+            "finished": state.stop_reason not in (None, "time limit", "interrupted"),
+            "trained_epochs": trained, "epochs_done": state.epoch, "optimizer_steps": state.step,
+            "tiles_seen": state.epoch * run.samples_per_epoch, "tiles_per_s": state.tiles_per_s,
+            "world_size": run.dist.world_size, "effective_batch": effective_batch(cfg, run.dist),
+            "precision": run.setup.precision.record(), "workers": run.setup.workers,
+            "train_seconds": sum(run.epoch_seconds)}
 
 
-__all__ = ["build_model", "build_optimizer", "build_scheduler", "build_train_dataset", "build_train_loader",
-           "evaluate", "finished_reason", "is_better", "lr_factor", "output_tile", "resume_changes",
-           "set_learning_rate", "train"]
+__all__ = ["CHECK_EVERY", "RunState", "decide_tile", "restore", "set_learning_rate", "train"]

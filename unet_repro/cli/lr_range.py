@@ -13,7 +13,6 @@ it is reliable, command, config, commit) to --out (default runs/lr_range-<task>-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -24,13 +23,13 @@ import numpy as np
 import torch
 
 from ..errors import RunFolderError, UsageError
-from ..losses import build_loss
+from ..files import write_json
 from ..lr_finder import SKIP_FRACTION, UnreliableSuggestionWarning, lr_range_test
+from ..provenance import display_path
 from ..tasks import TASKS, get_task
-from ..training import (autocast_bf16, build_model, build_optimizer, build_train_dataset, output_tile,
-                        resolve_device, seed_everything)
-from .common import (add_data_flags, add_train_flags, build_config, check_data, data_options, make_parser, provenance,
-                     run_main, show_config)
+from ..training import resolve_device, seed_everything, set_up
+from ..training.run_dir import check_run_dir
+from .common import add_data_flags, add_train_flags, configure, data_options, make_parser, run_main
 
 PROG = "python -m experiments.lr_range_test"
 # Training flags that play no part in a range test (the LR is swept; nothing is validated or resumed).
@@ -80,46 +79,30 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     task = get_task(args.task)
     check_range_flags(args)
     args = argparse.Namespace(**{**vars(args), "resume": None})
-    root, info = check_data(task, args)
-    cfg = build_config(task, args, info)
-    if args.show_config:
-        show_config(cfg, note=f"(the learning rate is swept from --min-lr {args.min_lr} to --max-lr {args.max_lr})")
+    done = configure(task, args, prog, argv)
+    if done is None:
         return {}
-    preset = args.preset or task.default_preset
+    cfg = done.cfg
+    preset = cfg.extra["preset"]
     out = args.out or Path("runs") / f"lr_range-{task.name}-{preset}"
     if any((out / name).exists() for name in OUTPUTS) and not args.overwrite:
         raise RunFolderError(f"{out} already holds a range test ({', '.join(n for n in OUTPUTS if (out / n).exists())});"
                              f" choose another --out or pass --overwrite")
-    record = provenance(prog, argv)
-    cfg = replace(cfg, extra={"task": task.name, "preset": preset, "data_root": str(root) if root else None, **record})
-    splits = task.load(root, data_options(args))
+    check_run_dir(out, None, overwrite=True)  # a file in the way of the folder is refused; a run in it is not ours
+    splits = task.load(done.root, data_options(args))
 
-    # Set up as `unet_repro.training.train` does.
+    # Set up exactly as training does (one tile per pass of the test: the first epoch's tiles, none seen twice).
     device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     seed_everything(cfg.seed)
-    model = build_model(cfg)
-    optimizer = build_optimizer(cfg, model)
-    model.to(device)
-    if device.type == "cuda":
-        optimizer.load_state_dict(optimizer.state_dict())
-    augment = None
-    if cfg.augment:
-        from ..augment import paper_augmentation
-        augment = paper_augmentation()
-    # One tile per pass of the test: no tile is seen twice (the same tiles as the first epoch of training starts
-    # with, for the same seed).
-    dataset = build_train_dataset(cfg, splits.train.images, splits.train.labels, output_tile(model, cfg.tile),
-                                  args.iters * cfg.accumulate * cfg.batch_size, augment)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                                         num_workers=cfg.workers, pin_memory=device.type == "cuda")
-    bf16 = autocast_bf16(cfg.bf16, device)
+    setup = set_up(cfg, splits.train.images, splits.train.labels, device,
+                   samples_per_epoch=args.iters * cfg.accumulate * cfg.batch_size)
+    setup.sampler.set_epoch(0)
+    bf16 = setup.precision.train_bf16
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableSuggestionWarning)  # printed below as a `warning:` line instead
-        result = lr_range_test(model, optimizer, loader, build_loss(cfg.loss), min_lr=args.min_lr,
+        result = lr_range_test(setup.model, setup.optimizer, setup.loader, setup.loss_fn, min_lr=args.min_lr,
                                max_lr=args.max_lr, iters=args.iters, accumulate=cfg.accumulate, beta=args.beta,
                                diverge_factor=args.diverge_factor, device=device,
                                autocast_dtype=torch.bfloat16 if bf16 else None)
@@ -128,7 +111,7 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     result.to_csv(out / "lr_range.csv")
     momentum = f", momentum {cfg.momentum}" if cfg.optimizer == "sgd" else ""
-    size = cfg.model_options()  # the network really tested: --widths / --base-width may override the preset's
+    size = cfg.network_options()  # the network really tested: --widths / --base-width may override the preset's
     width = ("widths " + ",".join(map(str, size["widths"])) if "widths" in size else
              f"base width {size['base_width']}")
     result.plot(out / "lr_range.png",
@@ -146,10 +129,10 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
         "range_test": {"min_lr": args.min_lr, "max_lr": args.max_lr, "iters": args.iters, "beta": args.beta,
                        "diverge_factor": args.diverge_factor, "accumulate": cfg.accumulate,
                        "batch_size": cfg.batch_size},
-        "precision": "bf16 autocast" if bf16 else "float32", "seconds": round(seconds, 1),
+        "precision": setup.precision.record(), "seconds": round(seconds, 1),
         **cfg.extra, "seed": cfg.seed, "config": asdict(cfg),
     }
-    (out / "lr_range.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out / "lr_range.json", summary)
     print(f"suggested LR (steepest descent): {result.suggested_lr:.3g}; min-loss LR: {result.min_loss_lr:.3g}; "
           f"{len(result.lrs)} of {args.iters} steps"
           + (f", stopped at lr {result.lrs[-1]:.3g} (loss diverged)" if result.stopped_early else "")

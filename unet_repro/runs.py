@@ -1,0 +1,140 @@
+"""One run, the same for every task and entry point: train (the folder is claimed only once every check has
+passed), then score the best checkpoint once on the held-out images and write the run's result.
+
+The result, ``final_metrics.json``, is the run's record: the validation metrics (and, with a labelled test split,
+the test metrics, pooled and per image), whether the run is finished (trained to its stop rule) or was stopped by a
+time limit or an interrupt, the configuration, the data it read and how it was made (command, commit, hardware,
+precision, tiles seen). Beside it: ``val_<name>.png`` (image | label | P(foreground) on a fixed 0-1 scale),
+``heldout_prob.tif`` and ``test_prob.tif`` (float32 probability stacks that Fiji and napari open).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import tifffile
+
+from .files import atomic_write, write_json
+from .metrics.segmentation import segmentation_report
+from .progress import duration
+from .report import save_panels
+from .tasks import DataInfo, DataOptions, Images, Splits, Task
+from .training import Distributed, Resume, RunLog, TrainConfig, evaluate, load_trained, train
+from .errors import UsageError
+from .training.run_dir import RESULT, read_result
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, decided and checked before any data is loaded or any file is touched."""
+
+    task: Task
+    cfg: TrainConfig
+    out: Path
+    resume: Resume | None
+    root: Path | None
+    options: DataOptions
+    info: DataInfo
+    overwrite: bool = False
+    tta: bool = False
+    deadline: float | None = None  # time.monotonic() by which the run must have ended, scoring included
+
+
+def run_and_score(plan: RunPlan, splits: Splits) -> dict[str, Any]:
+    """Train the planned run on `splits`, then `score_run` (rank 0; the other processes return the summary)."""
+    t0 = time.monotonic()
+    main = Distributed.from_env().is_main
+    if plan.resume is not None and main:
+        mark_continued(plan.out)
+    summary = train(plan.cfg, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
+                    plan.out, resume=plan.resume, overwrite=plan.overwrite, deadline=plan.deadline,
+                    reserve_validations=scoring_cost(plan, splits))
+    if not main:
+        return summary
+    if summary["epochs_done"] == 0:
+        raise UsageError(f"--time-limit left no time for one epoch of {plan.out}; give it more minutes")
+    result = score_run(plan.out, plan.cfg, splits, summary, plan.tta)
+    result["wall_seconds"] = time.monotonic() - t0
+    write_json(plan.out / RESULT, result)
+    return result
+
+
+def mark_continued(out: Path) -> None:
+    """A finished run that trains on is no longer finished: its result stays readable but says so (the new result
+    replaces it when the run is scored again)."""
+    result = read_result(out)
+    if result is not None and result.get("finished", True):
+        write_json(out / RESULT, {**result, "finished": False, "continued": True})
+
+
+def scoring_cost(plan: RunPlan, splits: Splits) -> float:
+    """What scoring costs, in validations of the held-out images: each scored image is predicted once (8 times with
+    test-time augmentation), plus figures."""
+    scored = len(splits.val) + (len(splits.test) if splits.test is not None else 0)
+    return (8 if plan.tta else 1) * scored / max(1, len(splits.val)) + 0.5
+
+
+def score_run(out: Path, cfg: TrainConfig, splits: Splits, summary: dict[str, Any], tta: bool = False) -> dict[str, Any]:
+    """Score the best checkpoint once on the validation images (and a labelled test split): figures of each
+    validation image, ``heldout_prob.tif`` (and ``test_prob.tif``), and the result record (written by the caller
+    as ``final_metrics.json``)."""
+    log = RunLog(out)
+    trained = load_trained(out / "best.pt", device=cfg.device)
+    log(f"scoring best.pt (epoch {trained.epoch}) on {len(splits.val)} validation image(s)"
+        + (" with test-time augmentation" if tta else "") + f" ({trained.precision.name})")
+    t0 = time.monotonic()
+    metrics, probs = score(trained, cfg, splits.val, tta)
+    for name, image, label, p in zip(file_names(splits.val), splits.val.images, splits.val.labels, probs):
+        save_panels(out / f"val_{name}.png", [("image", image), ("label (foreground = white)", label),
+                                              ("P(foreground)", p)], probability=("P(foreground)",),
+                    title=f"{name}: best.pt of {out.name}")
+    write_stack(out / "heldout_prob.tif", probs)
+    result: dict[str, Any] = {
+        "validation": metrics, "validation_images": splits.val.names, "tta": tta,
+        "best_epoch": trained.epoch, "stop_reason": summary["stop_reason"], "finished": summary["finished"],
+        "optimizer_steps": summary["optimizer_steps"], "epochs_done": summary["epochs_done"],
+        "tiles_seen": summary["tiles_seen"], "train_seconds": summary["train_seconds"],
+        "precision": summary["precision"], "tiles_per_s_last_epoch": summary["tiles_per_s"],
+        "split": splits.description, "parameters": sum(p.numel() for p in trained.model.parameters()),
+        **cfg.extra, "seed": cfg.seed, "config": asdict(cfg),
+    }
+    if splits.test is not None and splits.test.labels is not None:
+        log(f"scoring best.pt on {len(splits.test)} test image(s)")
+        test, test_probs = score(trained, cfg, splits.test, tta)
+        result["test"] = test
+        result["test_per_image"] = segmentation_report([p > 0.5 for p in test_probs], splits.test.labels)
+        result["test_images"] = splits.test.names
+        write_stack(out / "test_prob.tif", test_probs)
+    result["score_seconds"] = time.monotonic() - t0
+    line = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
+    log(f"validation ({len(splits.val)} image(s), best epoch {trained.epoch}): {line}"
+        + (f"; test IoU {result['test']['iou']:.4f}" if "test" in result else "")
+        + f"; scored in {duration(result['score_seconds'])}; results in {out}"
+        + ("" if summary["finished"] else f" (the run is not finished: {summary['stop_reason']}; --resume "
+                                          f"{out / 'last.pt'} continues it)"))
+    return result
+
+
+def score(trained: Any, cfg: TrainConfig, images: Images, tta: bool) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Pooled metrics and probability maps of `images` by the trained network, in its run's precision."""
+    return evaluate(trained.model, images.images, images.labels, loss=cfg.loss, tile=trained.config.input_tile(),
+                    device=trained.device, autocast=trained.precision.eval_bf16, tta=tta, w0=cfg.w0,
+                    sigma=cfg.sigma, show_progress=True)
+
+
+def write_stack(path: Path, maps: Sequence[np.ndarray]) -> None:
+    """Probability maps as one float32 TIFF stack, atomically (maps of different sizes: not written)."""
+    if len({m.shape for m in maps}) != 1:
+        return
+    with atomic_write(path) as f:
+        tifffile.imwrite(f, np.stack(maps).astype(np.float32), photometric="minisblack")
+
+
+def file_names(images: Images) -> list[str]:
+    return [n.replace(" ", "_").replace("/", "_") for n in images.names]
+
+
+__all__ = ["RunPlan", "file_names", "run_and_score", "score", "score_run", "scoring_cost", "write_stack"]
