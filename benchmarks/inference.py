@@ -18,6 +18,9 @@ tiles) and produces the same probabilities (the ``max |diff|`` column, against `
   predictor pads each 388 px output back to 572 px and adds a validity channel that the blending divides by. Only
   when MONAI is importable (``pip install .[bench]``; not a dependency).
 
+Precision: every row of a table runs in the same arithmetic, named in the table's title: float32 (with TF32 off on
+CUDA), and on CUDA a second table in bf16 autocast (the precision a GPU run predicts in); ``--precision`` picks one.
+
 Timing: after one untimed call of each, ``--repeats`` rounds that each run every method once (interleaved, so
 that load from other processes hits them alike), cycling through the test slices; medians, slices/s and the
 ratio to `predict_tiled` at the first batch size. Then, with ``--large`` > 0, one ``--large`` x ``--large`` image
@@ -48,7 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # unet_repro without `pip install -e .` from the checkout
 
 from unet_repro.data import load_isbi, mirror_pad, normalize
-from unet_repro.inference import AxisTiling, default_tile, plan_tiles, predict_tiled
+from unet_repro.geometry import prediction_tile
+from unet_repro.inference import AxisTiling, plan_tiles, predict_tiled
 from unet_repro.models import UNet
 from unet_repro.tasks import ISBI, find_data_root
 from unet_repro.training import resolve_device
@@ -77,7 +81,7 @@ def padded_nchw(image: np.ndarray, rows: AxisTiling, cols: AxisTiling, device: t
     return torch.from_numpy(x)[None, None].to(device)
 
 
-def plain_loop(model: torch.nn.Module, tile: int, device: torch.device) -> Predictor:
+def plain_loop(model: torch.nn.Module, tile, device: torch.device, bf16: bool) -> Predictor:
     """One forward pass per window, in NCHW as it comes, the whole output tile copied into the map."""
     @torch.inference_mode()
     def predict(image: np.ndarray) -> np.ndarray:
@@ -86,13 +90,16 @@ def plain_loop(model: torch.nn.Module, tile: int, device: torch.device) -> Predi
         out = np.empty((rows.extent, cols.extent), np.float32)
         for y in rows.origins:
             for x in cols.origins:
-                p = torch.sigmoid(model(padded[:, :, y:y + rows.window, x:x + cols.window]))[0, 0]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(padded[:, :, y:y + rows.window, x:x + cols.window])
+                p = torch.sigmoid(logits.float())[0, 0]
                 out[y:y + rows.tile, x:x + cols.tile] = p.float().cpu().numpy()
         return out[:rows.size, :cols.size]
     return predict
 
 
-def monai_windows(model: torch.nn.Module, tile: int, batch_size: int, device: torch.device) -> Predictor | None:
+def monai_windows(model: torch.nn.Module, tile, batch_size: int, device: torch.device,
+                  bf16: bool) -> Predictor | None:
     """MONAI's `sliding_window_inference` doing `predict_tiled`'s windows; None if MONAI is not installed."""
     try:
         from monai.inferers import sliding_window_inference
@@ -107,7 +114,8 @@ def monai_windows(model: torch.nn.Module, tile: int, batch_size: int, device: to
         def predictor(x: torch.Tensor) -> torch.Tensor:
             # MONAI blends window-sized outputs: pad the tile back to its window; the second channel counts the
             # windows whose tile covers a pixel, so that channel 0 / channel 1 is the mean over those tiles.
-            p = torch.sigmoid(model(x))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                p = torch.sigmoid(model(x).float())
             return F.pad(torch.cat([p, torch.ones_like(p)], 1), (m, m, m, m))
 
         def overlap(axis: AxisTiling) -> float:
@@ -159,22 +167,24 @@ def print_table(rows: dict[str, tuple[list[float], float]]) -> None:
         print(f"{name:34s} {med:9.3f} {min(times):7.3f} {1 / med:9.2f} {med / base:7.2f} {diff:11.1e}")
 
 
-def large_image_run(model: torch.nn.Module, image: np.ndarray, batch_size: int, device: torch.device) -> None:
+def large_image_run(model: torch.nn.Module, image: np.ndarray, batch_size: int, device: torch.device,
+                    bf16: bool) -> None:
     rows, cols = plan_tiles(model, image.shape, None)
     tiles = len(rows.origins) * len(cols.origins)
     side = image.shape[0]
     rss_before = max_rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds, _ = timed(lambda im: predict_tiled(model, im, batch_size=batch_size, device=device), image, device)
-    print(f"{side}x{side} image, predict_tiled batch {batch_size}: {seconds:.1f} s, {tiles} windows, "
+    seconds, _ = timed(lambda im: predict_tiled(model, im, batch_size=batch_size, device=device, autocast=bf16),
+                       image, device)
+    print(f"{side}x{side} image, predict_tiled batch {batch_size} ({precision_name(bf16)}): {seconds:.1f} s, {tiles} windows, "
           f"{tiles / seconds:.2f} windows/s, {side**2 / seconds / 1e6:.2f} Mpixel/s")
     if device.type == "cuda":
         print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated(device) / MIB:.0f} MiB")
         return
     print(f"process max RSS: {max_rss_mib():.0f} MiB (after the slices: {rss_before:.0f} MiB)")
     tracemalloc.start()  # a second, untimed run: tracing slows it down
-    predict_tiled(model, image, batch_size=batch_size, device=device)
+    predict_tiled(model, image, batch_size=batch_size, device=device, autocast=bf16)
     peak = tracemalloc.get_traced_memory()[1] / MIB
     tracemalloc.stop()
     print(f"numpy arrays' peak: {peak:.0f} MiB (tracemalloc, second run; the image itself {image.nbytes / MIB:.0f} "
@@ -194,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder with test-volume.tif (default: $UNET_REPRO_DATA/isbi2012, else "
                              "datasets/isbi2012)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    parser.add_argument("--precision", choices=["float32", "bf16", "both"], default=None,
+                        help="arithmetic of every row (default: float32 on a CPU, both on CUDA)")
     args = parser.parse_args(argv)
 
     root = find_data_root(ISBI, args.data_root)
@@ -203,9 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32 means float32
+        torch.backends.cudnn.benchmark = True  # as training sets it
     torch.manual_seed(0)
     model = UNet(widths=args.widths).to(device).eval()
-    tile = default_tile(model, slices.shape[1:])
+    tile = prediction_tile(model.geometry, slices.shape[1:])
     rows, cols = plan_tiles(model, slices.shape[1:], tile)
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
@@ -214,30 +229,42 @@ def main(argv: list[str] | None = None) -> int:
         monai_version = f"monai {monai.__version__}"
     except ImportError:
         monai_version = "monai not installed (pip install .[bench] for its row)"
-    print(f"widths: {','.join(map(str, args.widths))}  output tile: {tile} (input {rows.window})  windows per slice: "
-          f"{len(rows.origins)} x {len(cols.origins)} at offsets {rows.origins}  device: {hardware}; "
+    print(f"widths: {','.join(map(str, args.widths))}  output tile: {tile.output} (input {rows.window})  windows per "
+          f"slice: {len(rows.origins)} x {len(cols.origins)} at offsets {rows.origins}  device: {hardware}; "
           f"torch {torch.__version__}; {monai_version}")
+    choice = args.precision or ("both" if device.type == "cuda" else "float32")
+    for bf16 in {"float32": [False], "bf16": [True], "both": [False, True]}[choice]:
+        print(f"{slices.shape[2]}x{slices.shape[1]} slices, {args.repeats} interleaved rounds, every row in "
+              f"{precision_name(bf16)}:")
+        rows_out = compare(methods_in(model, tile, args.batch_sizes, device, bf16), slices, args.repeats, device)
+        print_table(rows_out)
+        for b in args.batch_sizes:
+            ours, theirs = f"predict_tiled (seamless), batch {b}", f"monai sliding_window_inference, {b}"
+            if theirs in rows_out:
+                ratio = statistics.median(rows_out[theirs][0]) / statistics.median(rows_out[ours][0])
+                print(f"batch {b}: monai / predict_tiled = {ratio:.2f} (median times, {precision_name(bf16)})")
+        if args.large:
+            large_image_run(model, large_image(slices, args.large), args.batch_sizes[0], device, bf16)
+    return 0
 
+
+def precision_name(bf16: bool) -> str:
+    return "bf16 autocast" if bf16 else "float32"
+
+
+def methods_in(model: torch.nn.Module, tile, batch_sizes: list[int], device: torch.device,
+               bf16: bool) -> dict[str, Predictor]:
+    """The compared methods, all in one precision."""
     methods: dict[str, Predictor] = {}
-    for b in args.batch_sizes:
+    for b in batch_sizes:
         methods[f"predict_tiled (seamless), batch {b}"] = (
-            lambda im, b=b: predict_tiled(model, im, tile=tile, batch_size=b, device=device))
-    methods["plain loop, one window per pass"] = plain_loop(model, tile, device)
-    for b in args.batch_sizes:
-        fn = monai_windows(model, tile, b, device)
+            lambda im, b=b: predict_tiled(model, im, tile=tile, batch_size=b, device=device, autocast=bf16))
+    methods["plain loop, one window per pass"] = plain_loop(model, tile, device, bf16)
+    for b in batch_sizes:
+        fn = monai_windows(model, tile, b, device, bf16)
         if fn is not None:
             methods[f"monai sliding_window_inference, {b}"] = fn
-    print(f"{slices.shape[2]}x{slices.shape[1]} slices, {args.repeats} interleaved rounds:")
-    rows_out = compare(methods, slices, args.repeats, device)
-    print_table(rows_out)
-    for b in args.batch_sizes:
-        ours, theirs = f"predict_tiled (seamless), batch {b}", f"monai sliding_window_inference, {b}"
-        if theirs in rows_out:
-            ratio = statistics.median(rows_out[theirs][0]) / statistics.median(rows_out[ours][0])
-            print(f"batch {b}: monai / predict_tiled = {ratio:.2f} (median times)")
-    if args.large:
-        large_image_run(model, large_image(slices, args.large), args.batch_sizes[0], device)
-    return 0
+    return methods
 
 
 if __name__ == "__main__":

@@ -2,19 +2,25 @@
 
 Usage::
 
-    python benchmarks/train_step.py [--widths 64,128,256,512,1024] [--steps 3] [--warmup 1] [--workers 1]
+    python benchmarks/train_step.py [--widths 64,128,256,512,1024] [--steps N] [--warmup N] [--workers N]
                                     [--batch-size 1] [--data-root DIR] [--device auto] [--peak-tflops X]
+                                    [--compile reduce-overhead]
 
 A training step is what `unet_repro.training.train` does per optimizer step with ``batch_size`` tiles of 572 x 572 px
 (the paper: one): wait for the batch, forward, pixel-weighted BCE, backward, SGD step (momentum 0.99). Its time
-counts the wait for data, so a data pipeline that cannot keep up shows. Medians over ``--steps`` steps after
-``--warmup`` steps (the first starts the workers and allocates).
+counts the wait for data, so a data pipeline that cannot keep up shows. Medians over ``--steps`` steps (default 20
+on CUDA, 3 on a CPU) after ``--warmup`` steps (default: the loader's prefetch depth, 2 per worker, plus one: the
+workers' head start is spent before timing begins, so the data wait measured is the steady state's); the data wait
+is also given as a mean (occasional stalls show there) and as a share of the step.
 
-* **ours**: `unet_repro`'s pipeline as training runs it: bf16 autocast where the device has native bf16 (CUDA, with
-  channels-last; CPUs with AVX512-BF16 / AMX), the `TileDataset` with the paper's augmentation and the weight map
-  computed once per slice and warped along with the tile, in a DataLoader with ``--workers`` processes. On CPU it
-  is timed in float32 and in bf16 side by side (``--rounds`` alternating rounds, so that both see the same load),
-  for ``--widths`` and for the `quick` preset's widths (16..256).
+* **ours**: `unet_repro`'s pipeline as training runs it, set up by `unet_repro.training.set_up` itself: the
+  precision training decides (`decide_precision`: bf16 autocast on CUDA, TF32 off; on CPUs with AVX512-BF16 / AMX
+  bf16 for training), ``cudnn.benchmark`` and channels-last on CUDA, the workers training chooses for the machine
+  (or ``--workers``), the `TileDataset` with the paper's augmentation and the weight map computed once per slice
+  and warped along with the tile; each pass is the loop's own `forward_backward`. On CPU it is timed in float32
+  and in bf16 side by side (``--rounds`` alternating rounds, so that both see the same load), for ``--widths`` and
+  for the `quick` preset's widths (16..256). ``--compile MODE`` also times the network under `torch.compile`
+  (``reduce-overhead`` uses CUDA graphs, for a host-bound step at batch 1).
 * **baseline** (CPU only): the same network and augmentation written the straightforward notebook way: float64
   model and tensors, augmentation in the main process, the weight map of each augmented label tile computed with
   `border_weight_map_direct` (the formula as written: one distance transform per cell), no DataLoader.
@@ -51,14 +57,8 @@ from unet_repro.augment import (
 from unet_repro.data import EpochSampler, TileDataset, load_isbi, mirror_pad
 from unet_repro.losses import WeightedBCEWithLogitsLoss
 from unet_repro.models import UNet
-from unet_repro.training import (
-    TrainConfig,
-    build_train_loader,
-    build_model,
-    build_optimizer,
-    cpu_has_native_bf16,
-    resolve_device,
-)
+from unet_repro.training import TrainConfig, cpu_has_native_bf16, resolve_device, seed_everything, set_up
+from unet_repro.training.loop import forward_backward
 from unet_repro.weightmap import border_weight_map_direct
 
 TARGET_SPEEDUP = 3.0
@@ -77,6 +77,8 @@ class Timings:
 
     total: list[float] = field(default_factory=list)
     parts: dict[str, list[float]] = field(default_factory=dict)
+    precision: str = "float32"
+    workers: int = 0
 
     def add(self, total: float, **parts: float) -> None:
         self.total.append(total)
@@ -85,6 +87,12 @@ class Timings:
 
     def median(self, name: str | None = None) -> float:
         return statistics.median(self.total if name is None else self.parts.get(name, [0.0]))
+
+    def data_wait(self) -> str:
+        """The wait for data per step: median, mean and mean share of the step."""
+        data = self.parts.get("data", [0.0])
+        return (f"data wait per step: median {statistics.median(data) * 1e3:.1f} ms, mean "
+                f"{statistics.mean(data) * 1e3:.1f} ms ({sum(data) / sum(self.total):.1%} of the step time)")
 
 
 def forward_gflop(widths: tuple[int, ...]) -> float:
@@ -104,34 +112,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ours(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: int, warmup: int,
-              device: torch.device, bf16: bool, timings: Timings | None = None) -> Timings:
-    """Steps of the real training pipeline (the body of the loop in `unet_repro.training.train`), added to
-    `timings`."""
-    cuda = device.type == "cuda"
-    model = build_model(cfg).to(device)
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, model)
-    loss_fn = WeightedBCEWithLogitsLoss()
+def time_ours(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: int, warmup: int | None,
+              device: torch.device, timings: Timings | None = None, compile_mode: str | None = None) -> Timings:
+    """Steps of the real training pipeline (`set_up` and the loop's `forward_backward`), added to `timings`."""
+    seed_everything(cfg.seed)
+    setup = set_up(cfg, images, labels, device, samples_per_epoch=1)
+    warmup = 2 * setup.workers + 1 if warmup is None else warmup
     n = (steps + warmup) * cfg.batch_size
-    dataset = TileDataset(images, labels, tile_in=cfg.tile, tile_out=model.output_size(cfg.tile),
-                          samples_per_epoch=n, augment=paper_augmentation(), seed=cfg.seed)
-    loader = build_train_loader(dataset, EpochSampler(n), cfg, pin_memory=cuda)
+    setup = set_up(cfg, images, labels, device, samples_per_epoch=n)
+    net = torch.compile(setup.model, mode=compile_mode) if compile_mode else setup.model
     timings = timings if timings is not None else Timings()
-    model.train()
+    timings.precision, timings.workers = setup.precision.name, setup.workers
+    net.train()
     sync(device)
     start = time.perf_counter()
-    for i, batch in enumerate(loader):
+    for i, batch in enumerate(setup.loader):
         ready = time.perf_counter()
-        x, y, w = (batch[k].to(device, non_blocking=True) for k in ("image", "label", "weight"))
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-        loss_fn(logits.float(), y, w).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        forward_backward(setup, net, batch, group=1, steps=True)
+        setup.optimizer.step()
+        setup.optimizer.zero_grad(set_to_none=True)
         sync(device)
         end = time.perf_counter()
         if i >= warmup:
@@ -187,7 +186,7 @@ def time_baseline(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, step
 
 def print_row(name: str, t: Timings, batch: int) -> None:
     # 4 decimals: a GPU step takes a few hundredths of a second
-    print(f"{name:<44} {batch / t.median():>8.3f} {t.median():>8.4f} {t.median('data'):>8.4f} "
+    print(f"{name:<52} {batch / t.median():>8.3f} {t.median():>8.4f} {t.median('data'):>8.4f} "
           f"{t.median('weightmap'):>12.4f} {t.median('compute'):>10.4f}")
 
 
@@ -195,15 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")),
                         default=(64, 128, 256, 512, 1024), help="channels per level (default: the paper's)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per pipeline (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per pipeline (default 20 on CUDA, 3 on "
+                                                               "a CPU)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: the loader's prefetch depth + 1)")
     parser.add_argument("--batch-size", type=int, default=1, help="tiles per step (default 1, the paper)")
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of ours (default 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers of ours (default: chosen from the machine, as training does)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="folder with train-volume.tif and train-labels.tif (default: $UNET_REPRO_DATA/isbi2012, "
                              "else datasets/isbi2012)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda ... (the baseline runs on CPU only)")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, if not in the table")
+    parser.add_argument("--compile", default=None, metavar="MODE",
+                        help="also time the network under torch.compile(mode=MODE), e.g. reduce-overhead (CUDA graphs)"
+                             " or default")
     parser.add_argument("--no-baseline", action="store_true", help="on CPU: time ours only")
     parser.add_argument("--no-quick", action="store_true", help="on CPU: skip the quick preset's widths")
     parser.add_argument("--rounds", type=int, default=2,
@@ -217,55 +222,66 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     device = resolve_device(args.device)
+    steps = args.steps or (20 if device.type == "cuda" else 3)
     cfg = replace(TrainConfig(), widths=args.widths, batch_size=args.batch_size, workers=args.workers,
-                  momentum=0.99, lr=1e-3, device=str(device))
+                  momentum=0.99, lr=1e-3, device=str(device), tile=572)
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
-    print(f"data: {root} ({len(images)} slices)  widths: {','.join(map(str, args.widths))}  tile: {cfg.tile}  "
-          f"batch: {args.batch_size}  steps: {args.steps} (+{args.warmup} warm-up)  workers (ours): {args.workers}")
+    print(f"data: {root.name} ({len(images)} slices)  widths: {','.join(map(str, args.widths))}  tile: {cfg.tile}  "
+          f"batch: {args.batch_size}  steps: {steps}")
     print(f"device: {hardware}; torch {torch.__version__}")
+    header = f"{'pipeline':<52} {'tiles/s':>8} {'s/step':>8} {'data s':>8} {'weightmap s':>12} {'compute s':>10}"
     if device.type == "cuda":
-        print(f"{'pipeline':<44} {'tiles/s':>8} {'s/step':>8} {'data s':>8} {'weightmap s':>12} {'compute s':>10}")
-        ours = time_ours(cfg, images, labels, args.steps, args.warmup, device, bf16=True)
-        print_row("ours (bf16 autocast, channels-last)", ours, args.batch_size)
-        rate = args.batch_size / ours.median()
-        tflops = rate * 3 * forward_gflop(args.widths) / 1e3
-        peak = bf16_peak(device, args.peak_tflops)
-        share = f"{tflops / peak:.1%} of the {peak:.0f} TFLOP/s dense bf16 peak" if peak else \
-            "peak unknown for this device: pass --peak-tflops"
-        print(f"achieved: {tflops:.1f} TFLOP/s ({3 * forward_gflop(args.widths):.0f} GFLOP per tile and step); {share}")
-        return 0
+        return cuda_report(cfg, images, labels, steps, args, device, header)
 
     # CPU: float32 and bf16 in alternating rounds, for the requested widths and the quick preset's.
     native = cpu_has_native_bf16()
     print(f"native bf16 on this CPU: {'yes' if native else 'no (oneDNN emulates it; training uses float32)'}")
-    print(f"{'pipeline':<44} {'tiles/s':>8} {'s/step':>8} {'data s':>8} {'weightmap s':>12} {'compute s':>10}")
+    print(header)
     sizes = [args.widths] + ([QUICK_WIDTHS] if args.widths != QUICK_WIDTHS and not args.no_quick else [])
     results = {(w, b): Timings() for w in sizes for b in (False, True)}
     for _ in range(args.rounds):
         for (w, b), t in results.items():
-            time_ours(replace(cfg, widths=w), images, labels, args.steps, args.warmup, device, bf16=b, timings=t)
+            time_ours(replace(cfg, widths=w, bf16=b), images, labels, steps, args.warmup, device, timings=t)
     for w in sizes:
         label = "paper widths" if w == (64, 128, 256, 512, 1024) else "quick widths" if w == QUICK_WIDTHS else \
             ",".join(map(str, w))
         f32, b16 = results[(w, False)], results[(w, True)]
-        print_row(f"ours float32 ({label})", f32, args.batch_size)
-        print_row(f"ours bf16 autocast ({label})", b16, args.batch_size)
+        print_row(f"ours {f32.precision} ({label})", f32, args.batch_size)
+        print_row(f"ours {b16.precision} ({label})", b16, args.batch_size)
         print(f"  bf16 / float32 ({label}): {f32.median() / b16.median():.2f}x faster per step "
-              f"(medians of {len(f32.total)} and {len(b16.total)} steps)")
+              f"(medians of {len(f32.total)} and {len(b16.total)} steps); {b16.data_wait()}")
     ours = results[(args.widths, native)]
     if args.no_baseline:
         return 0
-    baseline = time_baseline(cfg, images, labels, args.steps, args.warmup)
+    baseline = time_baseline(cfg, images, labels, steps, args.warmup or 1)
     print_row("baseline (float64, direct weight map/sample)", baseline, args.batch_size)
     speedup = baseline.median() / ours.median()
-    print(f"ours = {'bf16' if native else 'float32'} (what training uses on this CPU)")
+    print(f"ours = {ours.precision} (what training uses on this CPU)")
     print(f"speed-up: {speedup:.2f}x (target >= {TARGET_SPEEDUP:.0f}x); compute alone "
           f"{baseline.median('compute') / ours.median('compute'):.2f}x")
     if speedup < TARGET_SPEEDUP:
         print(f"BELOW TARGET: speed-up {speedup:.2f}x < {TARGET_SPEEDUP:.0f}x", file=sys.stderr)
         return 1
     print(f"OK: speed-up >= {TARGET_SPEEDUP:.0f}x")
+    return 0
+
+
+def cuda_report(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: int, args: argparse.Namespace,
+                device: torch.device, header: str) -> int:
+    """On CUDA: tiles/s, TFLOP/s and the share of the bf16 peak, the data wait; eager and, with --compile, compiled."""
+    print(header)
+    runs = [("eager", None)] + ([(f"torch.compile {args.compile}", args.compile)] if args.compile else [])
+    for name, mode in runs:
+        ours = time_ours(cfg, images, labels, steps, args.warmup, device, compile_mode=mode)
+        print_row(f"ours ({ours.precision}, {name}, {ours.workers} workers)", ours, args.batch_size)
+        rate = args.batch_size / ours.median()
+        tflops = rate * 3 * forward_gflop(args.widths) / 1e3
+        peak = bf16_peak(device, args.peak_tflops)
+        share = f"{tflops / peak:.1%} of the {peak:.0f} TFLOP/s dense bf16 peak" if peak else \
+            "peak unknown for this device: pass --peak-tflops"
+        print(f"  {name}: {rate:.1f} tiles/s, {tflops:.1f} TFLOP/s ({3 * forward_gflop(args.widths):.0f} GFLOP per "
+              f"tile and step; {ours.precision}); {share}; {ours.data_wait()}")
     return 0
 
 

@@ -14,6 +14,7 @@ COMMANDS = {
     "isbi-eval": "isbi_eval",
     "lr-range-test": "lr_range",
     "weightmap-demo": "weightmap_demo",
+    "reproduce": "reproduce",
 }
 
 
