@@ -2,7 +2,9 @@
 topological error; V_Rand, V_Info after border thinning) and the challenge's threshold sweep, which skips
 degenerate thresholds. ``segmentation``: per-image overlap metrics for binary masks (IoU, Dice, pixel accuracy,
 sensitivity, specificity, ISIC 2018 thresholded Jaccard, COCO-style IoU threshold sweep) and a per-image report with
-mean and standard deviation."""
+mean and standard deviation. ``classes``: per-class IoU and Dice of K-class masks, per image and
+pooled."""
+from .classes import CLASS_MEANS, check_class_mask, class_confusion_matrix, class_report, class_scores
 from .isbi import (
     DEFAULT_THRESHOLDS,
     HIGHER_IS_BETTER,
@@ -56,4 +58,5 @@ __all__ = [
     "COCO_IOU_THRESHOLDS", "ISIC_JACCARD_THRESHOLD", "SEGMENTATION_METRICS", "Confusion", "IoUSweep", "confusion",
     "dice", "iou", "iou_threshold_sweep", "pixel_accuracy", "pooled_scores", "segmentation_report", "sensitivity",
     "specificity", "thresholded_jaccard", "thresholded_jaccard_per_image",
+    "CLASS_MEANS", "check_class_mask", "class_confusion_matrix", "class_report", "class_scores",
 ]
