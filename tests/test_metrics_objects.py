@@ -158,8 +158,8 @@ def test_iou_matrix_with_many_objects():
     pred = relabel_many(rng, ((yy + 1) // 3) * 11 + (xx + 1) // 3 + 1, np.uint16)
     pred[:3, :3] = 0  # and some background
     t_labels, p_labels = np.unique(truth[truth > 0]), np.unique(pred[pred > 0])
-    t_masks = (truth.ravel()[None, :] == t_labels[:, None]).astype(np.int64)  # one mask per object
-    p_masks = (pred.ravel()[None, :] == p_labels[:, None]).astype(np.int64)
+    t_masks = (truth.ravel()[None, :] == t_labels[:, None]).astype(float)  # one mask per object
+    p_masks = (pred.ravel()[None, :] == p_labels[:, None]).astype(float)
     inter = t_masks @ p_masks.T
     expected = inter / (t_masks.sum(1)[:, None] + p_masks.sum(1)[None, :] - inter)
     overlap = object_overlap(truth, pred)
@@ -169,7 +169,7 @@ def test_iou_matrix_with_many_objects():
 
 def relabel_many(rng, labels, dtype):
     """Consecutive labels 1..n to n distinct random values of ``dtype`` (0 stays 0)."""
-    values = rng.choice(np.arange(1, np.iinfo(dtype).max, 97, dtype=np.int64), labels.max(), replace=False)
+    values = rng.choice(int(np.iinfo(dtype).max), labels.max(), replace=False) + 1
     return np.concatenate([[0], values]).astype(dtype)[labels]
 
 
