@@ -1,6 +1,6 @@
 """Pixel-wise loss weight map of the U-Net paper (Ronneberger et al. 2015, eq. 2).
 
-For a binary mask of shape (H, W) the weight map is
+For a binary mask or an instance label image of shape (H, W) the weight map is
 
 .. math::
 
@@ -8,22 +8,37 @@ For a binary mask of shape (H, W) the weight map is
 
 where
 
-- cells are the connected foreground regions of the mask, connected as defined once
-  for the whole package by :data:`unet_repro.cells.CELL_CONNECTIVITY` (4: two cells
-  touching only at a corner are two cells, and the membrane pixels beside the corner
-  get the border term; as the ISBI metrics count cells). ``connectivity=8`` joins
-  such cells into one, which then gets no border term between its parts;
+- the objects ("cells") are, for a binary mask, its connected foreground regions,
+  connected as defined once for the whole package by
+  :data:`unet_repro.cells.CELL_CONNECTIVITY` (4: two cells touching only at a corner
+  are two cells, and the membrane pixels beside the corner get the border term; as
+  the ISBI metrics count cells). ``connectivity=8`` joins such cells into one, which
+  then gets no border term between its parts. For an instance label image
+  (``instances=True``; see `unet_repro.instances`) each nonzero value is one object,
+  as given: no connected components are taken, so an object in several pieces is
+  one object, and two touching objects are two. The border term needs background
+  between them: draw it first with `unet_repro.instances.separation_borders` and
+  pass the bordered labels; a border pixel between two touching objects then gets
+  about :math:`w_0 + w_c` (:math:`d_1 + d_2 = 2` for ``width=1``);
 - :math:`w_c(x) = f_{max} / f_{c(x)}` balances the class frequencies, with
-  :math:`f_c` the fraction of pixels of class :math:`c` (foreground or background)
-  in this mask and :math:`f_{max}` the larger one; :math:`w_c = 1` everywhere when
-  the mask holds a single class;
+  :math:`f_c` the fraction of pixels of class :math:`c` (foreground = nonzero or
+  background) in the mask or labels given (for instance labels: after the borders
+  are drawn) and :math:`f_{max}` the larger one; :math:`w_c = 1` everywhere when
+  they hold a single class. :func:`class_balance_weights` is the same for a
+  K-class target;
 - :math:`d_1, d_2` are the exact Euclidean distances to the nearest and
-  second-nearest cell. The border term is only added on background pixels, and
-  it is 0 when the mask has fewer than two cells.
+  second-nearest object. The border term is only added on background pixels, and
+  it is 0 when there are fewer than two objects.
 
 Two implementations are provided: :func:`border_weight_map` (fast, memory
 O(H*W)) and :func:`border_weight_map_direct` (slow reference, memory
-O(H*W*cells)), which agree to float32 precision.
+O(H*W*objects)), which agree to float32 precision.
+
+Known deviation for instance labels: the U-Net Fiji plugin (Falk et al. 2019,
+``TrainingSample.addLabelsAndWeightsToBlobs``) measures d1, d2 to the objects
+before it draws the borders (a border pixel has d1 = 0 there); here they are
+measured in the labels given, after the borders (d1 = 1 on a 1-pixel border),
+so that foreground, w_c and d1, d2 all describe the same target.
 """
 
 from __future__ import annotations
@@ -35,12 +50,16 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .cells import CELL_CONNECTIVITY, label_cells
+from .instances import sequential_objects
 
-__all__ = ["PAPER_SIGMA", "PAPER_W0", "border_weight_map", "border_weight_map_direct", "border_radius"]
+__all__ = ["PAPER_SIGMA", "PAPER_W0", "border_radius", "border_weight_map", "border_weight_map_direct",
+           "class_balance_weights"]
 
 #: The paper's weight-map parameters (Sec. 3: "we set w0 = 10 and sigma ~ 5 pixels"), the defaults everywhere.
 PAPER_W0 = 10.0
 PAPER_SIGMA = 5.0
+# Class indices beyond this are no K-class target (more likely instance labels); refused by class_balance_weights.
+_MAX_CLASSES = 2**16
 
 
 def _check_args(mask: np.ndarray, w0: float, sigma: float) -> np.ndarray:
@@ -51,18 +70,51 @@ def _check_args(mask: np.ndarray, w0: float, sigma: float) -> np.ndarray:
         raise ValueError(f"sigma must be > 0, got {sigma}")
     if not w0 >= 0:
         raise ValueError(f"w0 must be >= 0, got {w0}")
-    return mask != 0
+    return mask
 
 
-def _class_weights(fg: np.ndarray) -> np.ndarray:
-    """Class-balancing term ``w_c``, float64 array of shape (H, W)."""
-    n_fg = int(np.count_nonzero(fg))
-    n_bg = fg.size - n_fg
-    if n_fg == 0 or n_bg == 0:
-        return np.ones(fg.shape, dtype=np.float64)
-    n_max = max(n_fg, n_bg)
+def _objects(mask: np.ndarray, connectivity: int | None, instances: bool) -> tuple[np.ndarray, int]:
+    """The objects the border term separates, as (H, W) int32 labels 1..N (0 = background), and N."""
+    if not instances:
+        labels = label_cells(mask != 0, CELL_CONNECTIVITY if connectivity is None else connectivity)
+        return labels, int(labels.max())
+    if connectivity is not None:
+        raise ValueError("connectivity applies to binary masks only; with instances=True each nonzero value is "
+                         "one object")
+    return sequential_objects(mask)
+
+
+def class_balance_weights(target: np.ndarray) -> np.ndarray:
+    """Class-balancing term ``w_c(x) = f_max / f_class(x)`` of a class-index target, (H, W) float64.
+
+    ``f_k`` is the fraction of the pixels of ``target`` that hold class ``k``, and ``f_max`` the largest of them, over
+    the classes present in this target (absent classes play no part); ``w_c = 1`` everywhere when only one class is
+    present. For a binary target (K = 2, e.g. a bool mask) this is the ``w_c`` of eq. 2 in :func:`border_weight_map`.
+
+    Shapes: (H, W) bool or integer class indices 0..K-1 -> (H, W) float64.
+
+    Raises:
+        ValueError: if ``target`` is not 2-D, not bool or integer, or holds an index < 0 or >= 65536.
+    """
+    target = np.asarray(target)
+    if target.ndim != 2:
+        raise ValueError(f"target must be a 2-D (H, W) array, got shape {target.shape}")
+    if target.dtype.kind not in "biu":
+        raise ValueError(f"target must hold integer class indices 0..K-1, got dtype {target.dtype}")
+    if target.dtype.kind == "b":
+        n_true = np.count_nonzero(target)  # ~50x faster than bincount, for the binary mask of every weight map
+        counts = np.array([target.size - n_true, n_true])
+        target = target.view(np.uint8)
+    elif target.size and (target.min() < 0 or target.max() >= _MAX_CLASSES):
+        raise ValueError(f"target must hold class indices 0..K-1 with K <= {_MAX_CLASSES}, got values "
+                         f"{target.min()}..{target.max()}; instance labels are no class target")
+    else:
+        counts = np.bincount(target.ravel().astype(np.intp, copy=False), minlength=1)
+    present = counts > 0
+    per_class = np.ones(len(counts))
     # The ratio of counts equals the ratio of frequencies.
-    return np.where(fg, n_max / n_fg, n_max / n_bg)
+    per_class[present] = counts.max() / counts[present]
+    return per_class[target]
 
 
 def border_radius(w0: float, sigma: float) -> int:
@@ -81,58 +133,66 @@ def border_radius(w0: float, sigma: float) -> int:
     return max(2, math.ceil(sigma * math.sqrt(2.0 * math.log(arg))))
 
 
-def border_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
-                      connectivity: int = CELL_CONNECTIVITY) -> np.ndarray:
+def border_weight_map(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, connectivity: int | None = None, *,
+                      instances: bool = False) -> np.ndarray:
     """U-Net weight map ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` (fast).
 
     See the module docstring for the exact definition. Agrees with
     :func:`border_weight_map_direct` to float32 precision (on the ISBI 2012
-    labels: bit-identical). Time is proportional to the summed area of the cells'
+    labels: bit-identical). Time is proportional to the summed area of the objects'
     bounding boxes grown by ``border_radius(w0, sigma) - 2`` pixels; memory is
     O(H*W).
 
     Args:
-        mask: (H, W) array; nonzero = foreground (cell), zero = background.
+        mask: (H, W) array; nonzero = foreground (cell), zero = background. With
+            ``instances=True``: an instance label image of any integer dtype, 0 =
+            background, each other value one object (draw the separation borders
+            first: `unet_repro.instances.separation_borders`).
         w0: amplitude of the border term, >= 0.
         sigma: width of the border term in pixels, > 0.
-        connectivity: 4 or 8, which foreground pixels form one cell (default
-            :data:`unet_repro.cells.CELL_CONNECTIVITY`, 4).
+        connectivity: 4 or 8, which foreground pixels of a binary mask form one cell
+            (default :data:`unet_repro.cells.CELL_CONNECTIVITY`, 4). Not allowed
+            with ``instances=True``.
+        instances: ``mask`` is an instance label image; its objects are its values.
+            An instance label image whose objects are the 4-connected cells of a
+            mask gives exactly the weight map of that mask.
 
     Returns:
         (H, W) float32 weight map.
 
     Raises:
-        ValueError: if ``mask`` is not 2-D, ``sigma <= 0``, ``w0 < 0`` or
-            ``connectivity`` is not 4 or 8.
+        ValueError: if ``mask`` is not 2-D, ``sigma <= 0``, ``w0 < 0``,
+            ``connectivity`` is not 4 or 8 or is given with ``instances=True``, or
+            instance labels are not integers.
     """
-    fg = _check_args(mask, w0, sigma)
-    weights = _class_weights(fg)
-    labels = label_cells(fg, connectivity)
-    n_cells = int(labels.max())
-    if n_cells < 2 or w0 == 0:
+    mask = _check_args(mask, w0, sigma)
+    objects, n_objects = _objects(mask, connectivity, instances)
+    fg = objects != 0
+    weights = class_balance_weights(fg)
+    if n_objects < 2 or w0 == 0:
         return weights.astype(np.float32)
 
     height, width = fg.shape
     cutoff = border_radius(w0, sigma)
-    # Each cell's distance map is computed only in its bounding box grown by
-    # `grow` pixels. That is exact inside the window (the whole cell lies in it).
-    # A pixel outside is >= grow + 1 = cutoff - 1 from the cell (integer grid), and
-    # a background pixel is >= 1 from its nearest cell, so whenever the window
-    # misses the nearest or second-nearest cell of a pixel, the true d1 + d2 is
-    # >= cutoff, and the running d1, d2 (distances to a subset of the cells) are
+    # Each object's distance map is computed only in its bounding box grown by
+    # `grow` pixels. That is exact inside the window (the whole object lies in it).
+    # A pixel outside is >= grow + 1 = cutoff - 1 from the object (integer grid), and
+    # a background pixel is >= 1 from its nearest object, so whenever the window
+    # misses the nearest or second-nearest object of a pixel, the true d1 + d2 is
+    # >= cutoff, and the running d1, d2 (distances to a subset of the objects) are
     # no smaller. Hence where the running d1 + d2 < cutoff they are exact, and
     # elsewhere the true border term is <= 2**-25 (see border_radius) and is
     # dropped.
     grow = cutoff - 2
     d1 = np.full(fg.shape, np.inf, dtype=np.float32)
     d2 = np.full(fg.shape, np.inf, dtype=np.float32)
-    for i, (rows, cols) in enumerate(ndi.find_objects(labels), start=1):
+    for i, (rows, cols) in enumerate(ndi.find_objects(objects), start=1):
         r0, r1 = max(rows.start - grow, 0), min(rows.stop + grow, height)
         c0, c1 = max(cols.start - grow, 0), min(cols.stop + grow, width)
-        not_cell = (labels[r0:r1, c0:c1] != i).view(np.uint8)
+        not_object = (objects[r0:r1, c0:c1] != i).view(np.uint8)
         # OpenCV's DIST_MASK_PRECISE is the exact (Felzenszwalb) EDT, ~2x faster
         # than scipy's; its float32 output is made bit-exact below.
-        dist = cv2.distanceTransform(not_cell, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        dist = cv2.distanceTransform(not_object, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         m1 = d1[r0:r1, c0:c1]  # views: updated in place
         m2 = d2[r0:r1, c0:c1]
         # Insert dist into the sorted pair (m1 <= m2) without branching.
@@ -155,37 +215,40 @@ def border_weight_map(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
     return weights.astype(np.float32)
 
 
-def border_weight_map_direct(mask: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
-                             connectivity: int = CELL_CONNECTIVITY) -> np.ndarray:
+def border_weight_map_direct(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, connectivity: int | None = None,
+                             *, instances: bool = False) -> np.ndarray:
     """Slow reference for :func:`border_weight_map`, used by tests and the benchmark.
 
-    Computes one full ``distance_transform_edt(labels != i)`` per cell, stacks them
-    into an (H, W, cells) float64 array, sorts it along the last axis and takes the
+    Computes one full ``distance_transform_edt(objects != i)`` per object, stacks them
+    into an (H, W, objects) float64 array, sorts it along the last axis and takes the
     two smallest as ``d1, d2``; computed in float64, cast to float32 at the end.
-    Memory is O(H*W*cells).
+    Memory is O(H*W*objects).
 
     Args:
-        mask: (H, W) array; nonzero = foreground (cell), zero = background.
+        mask: (H, W) array; nonzero = foreground (cell), zero = background. With
+            ``instances=True``: an instance label image of any integer dtype, 0 =
+            background, each other value one object.
         w0: amplitude of the border term, >= 0.
         sigma: width of the border term in pixels, > 0.
-        connectivity: 4 or 8, which foreground pixels form one cell (default
-            :data:`unet_repro.cells.CELL_CONNECTIVITY`, 4).
+        connectivity: 4 or 8, which foreground pixels of a binary mask form one cell
+            (default :data:`unet_repro.cells.CELL_CONNECTIVITY`, 4). Not allowed
+            with ``instances=True``.
+        instances: ``mask`` is an instance label image; its objects are its values.
 
     Returns:
         (H, W) float32 weight map.
 
     Raises:
-        ValueError: if ``mask`` is not 2-D, ``sigma <= 0``, ``w0 < 0`` or
-            ``connectivity`` is not 4 or 8.
+        ValueError: as :func:`border_weight_map`.
     """
-    fg = _check_args(mask, w0, sigma)
-    weights = _class_weights(fg)
-    labels = label_cells(fg, connectivity)
-    n_cells = int(labels.max())
-    if n_cells < 2:
+    mask = _check_args(mask, w0, sigma)
+    objects, n_objects = _objects(mask, connectivity, instances)
+    fg = objects != 0
+    weights = class_balance_weights(fg)
+    if n_objects < 2:
         return weights.astype(np.float32)
     dists = np.stack(
-        [ndi.distance_transform_edt(labels != i) for i in range(1, n_cells + 1)], axis=-1
+        [ndi.distance_transform_edt(objects != i) for i in range(1, n_objects + 1)], axis=-1
     )
     dists.sort(axis=-1)
     d1, d2 = dists[..., 0], dists[..., 1]
