@@ -1,7 +1,7 @@
 """Build, or check, the ISBI-2012 stacks in the layout the code reads.
 
     python datasets/prepare_isbi.py --check datasets/isbi2012
-    python datasets/prepare_isbi.py --from ../shared/data/isbi2012 --dest datasets/isbi2012
+    python datasets/prepare_isbi.py --from DIR --dest datasets/isbi2012      (DIR: the official stacks)
     python datasets/prepare_isbi.py --images SRC/train/image --labels SRC/train/label --test SRC/test \\
         --dest datasets/isbi2012
 

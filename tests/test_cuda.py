@@ -1,6 +1,6 @@
 """What only a CUDA GPU can check: bf16 autocast and channels-last training, bit-exact resume on CUDA, and
-overlap-tile prediction on CUDA against the CPU. Marked `cuda` and skipped without CUDA; on the GPU machine
-`bash benchmarks/gpu_session.sh cuda-tests` runs them (benchmarks/GPU.md), elsewhere ``pytest -m cuda``."""
+overlap-tile prediction on CUDA against the CPU. Marked `cuda` and skipped without CUDA; ``pytest -m cuda`` runs
+them alone."""
 from __future__ import annotations
 
 import os

@@ -1,14 +1,16 @@
 """PH2 dermoscopy lesions (Mendonça et al. 2013): the baselines' benchmark.
 
 200 RGB images with lesion masks, resized to ``size`` x ``size`` (256 by default) and split 100 / 50 / 50 with a
-seed, as the studies this project compares with do. PH2 is not shipped (research terms): see datasets/README.md.
+seed, as the studies this project compares with do. The data folder holds PH2 in its original layout or in the
+prepared layout of ``datasets/prepare_ph2.py`` (`unet_repro.data.ph2`); both give the same arrays and split. PH2 is
+not shipped (research terms): see datasets/README.md.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from ..data.ph2 import IMAGES_DIR, load_ph2, split_ph2
+from ..data.ph2 import IMAGES_DIR, MANIFEST, case_names, is_prepared, load_ph2, split_ph2
 from ..training.config import TrainConfig
 from .base import DataInfo, DataOptions, Images, Splits, Task, missing_data
 
@@ -38,15 +40,16 @@ PRESETS = {
 
 
 def check(root: Path | None, options: DataOptions) -> DataInfo:
-    """The original PH2 layout is there (the cases themselves are checked, by name, when they are read)."""
-    if root is None or not (Path(root) / IMAGES_DIR).is_dir():
-        raise missing_data(TASK, Path(root), f"no '{IMAGES_DIR}' folder")
-    cases = [p for p in (Path(root) / IMAGES_DIR).iterdir() if p.is_dir() and p.name.startswith("IMD")]
-    if len(cases) < sum(SPLIT_SIZES):
-        raise missing_data(TASK, Path(root), f"{len(cases)} IMDxxx case folders, the protocol needs "
-                                             f"{sum(SPLIT_SIZES)}")
+    """PH2 is there in either layout, with enough cases: a prepared layout's manifest, size and file list are
+    checked here, its files' checksums when they are read; the original layout's cases are checked, by name, when
+    they are read."""
+    if root is None or not (is_prepared(root) or (Path(root) / IMAGES_DIR).is_dir()):
+        raise missing_data(TASK, root, f"no '{IMAGES_DIR}' folder and no {MANIFEST}")
     size = options.size or DEFAULT_SIZE
-    return DataInfo(shape=(size, size, 3), count=len(cases), source=str(root))
+    names = case_names(root, size)
+    if len(names) < sum(SPLIT_SIZES):
+        raise missing_data(TASK, root, f"{len(names)} IMDxxx cases, the protocol needs {sum(SPLIT_SIZES)}")
+    return DataInfo(shape=(size, size, 3), count=len(names), source=str(root))
 
 
 def load(root: Path | None, options: DataOptions) -> Splits:
@@ -63,7 +66,8 @@ TASK = Task(
     name="ph2",
     title="PH2",
     data_dir="ph2",
-    expected="'PH2 Dataset images/IMDxxx/...' (the original PH2 layout, 200 cases)",
+    expected="'PH2 Dataset images/IMDxxx/...' (the original PH2 layout, 200 cases) or the prepared layout of "
+             "datasets/prepare_ph2.py (manifest.json, images/, masks/)",
     how_to_get="PH2 is not shipped (research terms): download PH2Dataset.rar from the ADDI project "
                "(www.fc.up.pt/addi/ph2 database.html) and unpack it.",
     presets=PRESETS,
