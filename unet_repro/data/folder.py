@@ -105,12 +105,12 @@ def _check_pair(image: ImageFile, masks: list[RawMask], mask_path: Path) -> None
     if len(masks) != image.pages:
         raise DataError(f"{mask_path} has {len(masks)} page(s) but its image {image.path} has {image.pages}; a "
                         f"multi-page image needs a mask page for each of its pages")
-    for plane, mask in zip(image.planes, masks):
+    for name, plane, mask in zip(image.names(full=True), image.planes, masks):
         if mask.shape != plane.shape[:2]:
-            raise DataError(f"{mask.name} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+            raise DataError(f"{mask.name} is {mask.shape[1]}x{mask.shape[0]} but its image {name} is "
                             f"{plane.shape[1]}x{plane.shape[0]}; a mask must have its image's size")
         if mask.values.shape == plane.shape and np.array_equal(mask.values, plane):
-            raise DataError(f"{mask.name} equals its image {image.path} pixel for pixel: the image was given as its "
+            raise DataError(f"{mask.name} equals its image {name} pixel for pixel: the image was given as its "
                             f"mask; point --masks at the masks")
 
 

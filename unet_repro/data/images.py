@@ -36,7 +36,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -129,7 +129,7 @@ def list_image_files(folder: Path, what: str, suffixes: tuple[str, ...] = SUFFIX
 
 def _read_tiff(path: Path, palette: str) -> ImageFile:
     try:
-        with _quiet_tifffile(), tifffile.TiffFile(path) as tf:
+        with open_tiff(path) as tf:
             series = tf.series
             if not series:
                 raise DataError(f"{path}: the TIFF holds no image")
@@ -143,8 +143,9 @@ def _read_tiff(path: Path, palette: str) -> ImageFile:
                 raise DataError(f"{path}: TIFF photometric {page.photometric.name} is not read (expected gray, RGB or "
                                 f"palette); save it as gray or RGB")
             if photometric == 0:
-                raise DataError(f"{path}: the TIFF is stored inverted (photometric MINISWHITE, 0 = white); save it "
-                                f"as ordinary gray (0 = black)")
+                raise DataError(f"{path}: the TIFF is stored inverted (photometric MINISWHITE, 0 = white; tifffile "
+                                f"writes bool arrays so): what its values mean is not certain; save it as ordinary "
+                                f"gray, e.g. a mask as 8-bit 0/255")
             data = _tiff_pixels(tf, s, path)
             axes = s.axes
             colormap = page.colormap if photometric == 3 else None
@@ -182,16 +183,41 @@ def _tiff_pixels(tf: tifffile.TiffFile, series, path: Path) -> np.ndarray:
     return np.stack(pages).reshape(series.shape)
 
 
+class _Complaints(logging.Handler):
+    """Collects what tifffile logs (instead of raising) about a damaged file, e.g. "invalid page offset"."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextlib.contextmanager
-def _quiet_tifffile():
-    """tifffile logs (rather than raises) some problems; they are raised from what it returns."""
+def open_tiff(path: Path) -> Iterator[tifffile.TiffFile]:
+    """A TIFF stack opened and its pages listed; `DataError` naming the file if it is not a TIFF or is truncated
+    (tifffile logs a cut page chain and keeps the pages before the cut; a cut inside the pixels shows as page data
+    that ends past the end of the file)."""
+    complaints = _Complaints()
     logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.addHandler(complaints)
     try:
-        yield
+        pages = tifffile.TiffFile(path)
+        pages.pages.useframes = False
+        n = len(pages.pages)
+    except Exception as e:  # tifffile raises several types for broken files
+        raise DataError(f"{path}: cannot be read as a TIFF stack ({e}); check or re-download the file") from None
     finally:
-        logger.setLevel(level)
+        logger.removeHandler(complaints)
+    with pages:
+        size = path.stat().st_size
+        ends = [max((o + c for o, c in zip(p.dataoffsets, p.databytecounts)), default=0) for p in pages.pages]
+        if complaints.messages or any(end > size for end in ends):
+            why = complaints.messages[0] if complaints.messages else "page data ends past the end of the file"
+            raise DataError(f"{path}: the TIFF is truncated or damaged ({why}; {n} readable page(s)); re-download "
+                            f"or rebuild it")
+        yield pages
 
 
 def _planes_from_axes(data: np.ndarray, axes: str, path: Path, rgb: bool) -> tuple[list[np.ndarray], str]:

@@ -17,19 +17,16 @@ membrane = 0.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import tifffile
 from PIL import Image
 
 from ..errors import DataError, DataNotFoundError
-from .images import list_image_files, some_names
+from .images import list_image_files, open_tiff, some_names
 from .masks import values_text
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -108,43 +105,6 @@ def read_stack(path: Path | str, files: list[Path] | None = None) -> np.ndarray:
     if stack.ndim != 3:
         raise DataError(f"{path}: expected a stack of gray-value slices (N x H x W), got shape {stack.shape}")
     return _to_uint8(stack, path)
-
-
-class _Complaints(logging.Handler):
-    """Collects what tifffile logs (instead of raising) about a damaged file, e.g. "invalid page offset"."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def open_tiff(path: Path) -> Iterator[tifffile.TiffFile]:
-    """A TIFF stack opened and its pages listed; `DataError` naming the file if it is not a TIFF or is truncated
-    (tifffile logs a cut page chain and keeps the pages before the cut; a cut inside the pixels shows as page data
-    that ends past the end of the file)."""
-    complaints = _Complaints()
-    logger = logging.getLogger("tifffile")
-    logger.addHandler(complaints)
-    try:
-        pages = tifffile.TiffFile(path)
-        pages.pages.useframes = False
-        n = len(pages.pages)
-    except Exception as e:  # tifffile raises several types for broken files
-        raise DataError(f"{path}: cannot be read as a TIFF stack ({e}); check or re-download the file") from None
-    finally:
-        logger.removeHandler(complaints)
-    with pages:
-        size = path.stat().st_size
-        ends = [max((o + c for o, c in zip(p.dataoffsets, p.databytecounts)), default=0) for p in pages.pages]
-        if complaints.messages or any(end > size for end in ends):
-            why = complaints.messages[0] if complaints.messages else "page data ends past the end of the file"
-            raise DataError(f"{path}: the TIFF is truncated or damaged ({why}; {n} readable page(s)); re-download "
-                            f"or rebuild it")
-        yield pages
 
 
 def read_slice(path: Path) -> np.ndarray:

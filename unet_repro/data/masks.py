@@ -162,7 +162,8 @@ def read_mask_set(raw: Sequence[RawMask], kind: str | None = None, n_classes: in
     lossy = [r.lossy for r in raw]
     if any(lossy) and kind in ("instances", "classes"):
         bad = [n for n, lo in zip(names, lossy) if lo]
-        raise DataError(f"{some_names(bad)}: JPEG masks are lossy and cannot be read as {kind}; save them as PNG or TIFF")
+        raise DataError(f"{some_names(bad)}: JPEG masks are lossy and cannot be read as {kind}; save them as PNG or "
+                        f"TIFF")
     values = [_lossy_binary(v, n) if lo else v for v, n, lo in zip(values, names, lossy)]
     hists = [_histogram(v) for v in values]
     if kind is None:
@@ -201,8 +202,8 @@ def _colour_values(raw: Sequence[RawMask]) -> tuple[list[np.ndarray], dict[tuple
     packed = {r.name: _pack(r.values) for r in rgb}
     table = np.unique(np.concatenate([np.unique(p) for p in packed.values()]))
     if table[0] != 0:
-        raise DataError(f"the coloured masks ({some_names([r.name for r in rgb])}) hold no black (0, 0, 0) pixel; black "
-                        f"is the background of coloured masks: save the background black")
+        raise DataError(f"the coloured masks ({some_names([r.name for r in rgb])}) hold no black (0, 0, 0) pixel; "
+                        f"black is the background of coloured masks: save the background black")
     colours = {_unpack(c): i for i, c in enumerate(table.tolist())}
     values = [np.searchsorted(table, packed[r.name]).astype(np.int32) if r.name in packed else r.values for r in raw]
     return values, colours
@@ -383,8 +384,9 @@ def _check_set(masks: list[np.ndarray], hists: list, names: list[str], kind: str
     missing = sorted(set(range(k)) - present)
     if missing:
         raise DataError(f"class(es) {values_text(missing)} of 0..{k - 1} never appear in the {len(masks)} masks "
-                        f"({some_names(names)}; values found {values_text(sorted(present))}); class masks hold 0..K-1, "
-                        f"each class somewhere: relabel them or pass --classes K")
+                        f"({some_names(names)}; values found {values_text(sorted(present))}); class masks hold 0..K-1 "
+                        f"(class c as value c), each class somewhere: relabel them, pass --classes K, or for binary "
+                        f"masks with soft (anti-aliased) edges --mask-kind binary")
 
 
 # -- what was read ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from ..data.folder import FolderData, list_image_files, load_folder
+from ..data.folder import FolderData, load_folder
+from ..data.images import list_image_files
 from ..data.intensity import DEFAULT_RULE
 from ..data.split import seeded_split
 from ..errors import DataError, UsageError
