@@ -19,8 +19,9 @@ Reading a set (`read_mask_set`):
   ... in ascending (R, G, B) order (so the same colour is the same value in every mask). A set of coloured masks
   without black is refused.
 * JPEG masks (lossy): binary only: foreground = above the Otsu threshold of the file's gray values (a colour JPEG
-  by its luminance); refused unless near-binary (at least `NEAR_BINARY` of the pixels within a quarter of the gap
-  of its two levels).
+  by its luminance); refused unless near-binary (at least `NEAR_BINARY`, 95 %, of the pixels within a quarter of
+  the gap of its two levels). Lossy reading is approximate at edges (the 8x8 blocks an edge crosses), and a 0/1
+  mask saved at low JPEG quality may have lost its foreground altogether: save masks losslessly.
 
 The kind of a set, unless forced (``kind``, ``n_classes``), is decided from all its masks by the first rule that
 applies (one line each, given in the run's first lines):
@@ -29,11 +30,11 @@ applies (one line each, given in the run's first lines):
    binary conventions; JPEG masks count as 0/1) -> binary, foreground = nonzero. (Other values in different
    masks, {0, 1} here and {0, 2} there, are refused: one class per image, or objects? Pass --mask-kind.)
 2. Every mask with more values is a one-value mask with stray pixels (the values besides 0 and its most frequent
-   one cover less than `STRAY_SHARE` of its nonzero pixels, e.g. a 0/1 mask with one pixel of 2) -> refused,
+   one cover less than `STRAY_SHARE`, 1 %, of its nonzero pixels, e.g. a 0/1 mask with one pixel of 2) -> refused,
    naming the files and pixel counts: not silently read one way (pass --mask-kind to read it as given).
-3. At least `INSTANCES_SHARE` of the (mask, nonzero value) pairs are one 8-connected region, and some mask holds
-   at least `MIN_OBJECTS` nonzero values -> instances (each value is one object).
-4. Fewer than `CLASSES_SHARE` of those pairs are one region (most values cover several separate regions) ->
+3. At least `INSTANCES_SHARE` (95 %) of the (mask, nonzero value) pairs are one 8-connected region, and some mask
+   holds at least `MIN_OBJECTS` (4) nonzero values -> instances (each value is one object).
+4. Fewer than `CLASSES_SHARE` (50 %) of those pairs are one region (most values cover several separate regions) ->
    classes, K = the largest value + 1.
 5. Otherwise ambiguous -> refused, naming a file and its values and the flag to pass.
 

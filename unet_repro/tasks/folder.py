@@ -126,8 +126,11 @@ def load(root: Path | None, options: DataOptions) -> Splits:
     sizes = split_sizes(len(units), options.val_fraction, options.test_fraction)
     split = seeded_split(units, options.split_seed, sizes)
     everything = Images(data.images, data.masks, data.names)
-    key = data.files if unit == "file" else data.names
-    parts = {k: everything.subset([i for i, u in enumerate(key) if u in set(chosen)]) for k, chosen in split.items()}
+    member = data.files if unit == "file" else data.names  # the unit each image belongs to
+    parts = {}
+    for part, chosen in split.items():
+        chosen = set(chosen)
+        parts[part] = everything.subset([i for i, u in enumerate(member) if u in chosen])
     description = {k: parts[k].names for k in split} | {
         "split_unit": unit, "mask_kind": data.kind, "classes": data.classes, "normalization": data.rule,
         "reading": list(data.lines)}
