@@ -270,3 +270,13 @@ def test_shipped_isbi_stacks_read_exactly_as_the_files_hold_them():
     data = load_isbi(root)
     assert np.array_equal(data.images, tifffile.imread(root / "train-volume.tif"))
     assert np.array_equal(data.labels, (tifffile.imread(root / "train-labels.tif") == 255).astype(np.uint8))
+
+
+def test_read_image_for_prediction_gives_one_plane_in_its_dtype(tmp_path):
+    from unet_repro.data.folder import read_image
+    a = RNG.integers(0, 65536, (9, 11)).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    got = read_image(tmp_path / "a.png")
+    assert got.dtype == np.uint16 and np.array_equal(got, a)
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((3, 9, 11), np.uint8), photometric="minisblack")
+    assert "3 pages" in one_line_error(read_image, tmp_path / "s.tif")
