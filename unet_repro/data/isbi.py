@@ -7,27 +7,30 @@ Layout of a data root (the official one, see ``datasets/README.md``)::
     test-volume.tif    30 x 512 x 512 uint8 (labels are not public)
 
 Each stack may instead be a folder of the same name holding one PNG (or TIFF) per slice, read in natural
-file-name order (2.png before 10.png).
-Labels are binarised to cell = 1, membrane = 0 (0/255 labels as shipped, or 0/1 labels; see
-`unet_repro.data.masks.binarize_mask`).
+file-name order (2.png before 10.png). Two folders (images and labels) are paired by file name (without extension),
+not by position: a slice without its label, a label without its slice, and hidden or non-slice files (.DS_Store,
+._01.png, Thumbs.db) are refused by name. A TIFF stack and a folder pair by position (page k with the k-th file).
+
+Labels must be binary-valued: 0 (membrane) and 255 (cell) as shipped, or 0 and 1; any other values (0/100, 1/2,
+gray values, the image stack given as labels) are refused with the values found. They are read as cell = 1,
+membrane = 0.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import tifffile
 from PIL import Image
 
 from ..errors import DataError, DataNotFoundError
-from .masks import binarize_mask
+from .images import list_image_files, open_tiff, some_names
+from .masks import values_text
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
+LABEL_VALUES = ({0, 255}, {0, 1})
 
 
 def find_stack(root: Path | str, name: str) -> Path:
@@ -45,17 +48,43 @@ def natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def read_stack(path: Path | str) -> np.ndarray:
-    """Read a multi-page TIFF or a folder of single-slice images (in natural file-name order) into a (N, H, W)
-    uint8 array."""
+def slice_files(folder: Path | str) -> list[Path]:
+    """The slice images of a folder in natural file-name order; `DataError` naming hidden and non-slice files and
+    two slices of one name (01.png and 01.tif)."""
+    folder = Path(folder)
+    files = sorted(list_image_files(folder, "slice images", SLICE_SUFFIXES), key=natural_key)
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise DataError(f"{folder} holds two slices named {f.stem}: {stems[f.stem].name} and {f.name}; keep one")
+        stems[f.stem] = f
+    return files
+
+
+def pair_slice_folders(images: Path, labels: Path) -> tuple[list[Path], list[Path]]:
+    """The image slices (natural order) and their label slices in the same order, paired by file name without
+    extension; `DataError` naming slices without labels and labels without slices."""
+    image_files, label_files = slice_files(images), slice_files(labels)
+    by_stem = {f.stem: f for f in label_files}
+    lonely_images = [f.name for f in image_files if f.stem not in by_stem]
+    lonely_labels = sorted(set(by_stem) - {f.stem for f in image_files})
+    if lonely_images or lonely_labels:
+        parts = ([f"no label for {some_names(lonely_images)} in {labels}"] if lonely_images else []) + \
+                ([f"no image for {some_names([by_stem[s].name for s in lonely_labels])} in {images}"]
+                 if lonely_labels else [])
+        raise DataError("image and label slices are paired by file name: " + "; ".join(parts))
+    return image_files, [by_stem[f.stem] for f in image_files]
+
+
+def read_stack(path: Path | str, files: list[Path] | None = None) -> np.ndarray:
+    """Read a multi-page TIFF or a folder of single-slice images (in natural file-name order, or the given
+    `files` of it) into a (N, H, W) uint8 array."""
     path = Path(path)
     if not path.exists():
         raise DataNotFoundError(f"{path} not found")
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES), key=natural_key)
-        if not files:
-            raise DataError(f"{path} holds no slice images ({', '.join(SLICE_SUFFIXES)})")
-        slices = [_read_slice(f) for f in files]
+        files = slice_files(path) if files is None else files
+        slices = [read_slice(f) for f in files]
         for f, s in zip(files, slices):
             if s.shape != slices[0].shape:
                 raise DataError(f"{f}: slice is {s.shape[1]}x{s.shape[0]} but {files[0].name} is "
@@ -78,44 +107,8 @@ def read_stack(path: Path | str) -> np.ndarray:
     return _to_uint8(stack, path)
 
 
-class _Complaints(logging.Handler):
-    """Collects what tifffile logs (instead of raising) about a damaged file, e.g. "invalid page offset"."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def open_tiff(path: Path) -> Iterator[tifffile.TiffFile]:
-    """A TIFF stack opened and its pages listed; `DataError` naming the file if it is not a TIFF or is truncated
-    (tifffile logs a cut page chain and keeps the pages before the cut; a cut inside the pixels shows as page data
-    that ends past the end of the file)."""
-    complaints = _Complaints()
-    logger = logging.getLogger("tifffile")
-    logger.addHandler(complaints)
-    try:
-        pages = tifffile.TiffFile(path)
-        pages.pages.useframes = False
-        n = len(pages.pages)
-    except Exception as e:  # tifffile raises several types for broken files
-        raise DataError(f"{path}: cannot be read as a TIFF stack ({e}); check or re-download the file") from None
-    finally:
-        logger.removeHandler(complaints)
-    with pages:
-        size = path.stat().st_size
-        ends = [max((o + c for o, c in zip(p.dataoffsets, p.databytecounts)), default=0) for p in pages.pages]
-        if complaints.messages or any(end > size for end in ends):
-            why = complaints.messages[0] if complaints.messages else "page data ends past the end of the file"
-            raise DataError(f"{path}: the TIFF is truncated or damaged ({why}; {n} readable page(s)); re-download "
-                            f"or rebuild it")
-        yield pages
-
-
-def _read_slice(path: Path) -> np.ndarray:
+def read_slice(path: Path) -> np.ndarray:
+    """One slice image as (H, W) uint8 (colour converted to gray, as before)."""
     try:
         with Image.open(path) as im:
             a = np.asarray(im.convert("L") if im.mode not in ("L", "I;16", "I", "F", "1") else im)
@@ -155,15 +148,30 @@ def load_isbi(root: Path | str, split: str = "train") -> ISBIData:
     if split != "train":
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     image_path, label_path = find_stack(root, "train-volume"), find_stack(root, "train-labels")
-    images, labels = read_stack(image_path), read_stack(label_path)
+    if image_path.is_dir() and label_path.is_dir():
+        image_files, label_files = pair_slice_folders(image_path, label_path)
+        images, labels = read_stack(image_path, image_files), read_stack(label_path, label_files)
+    else:
+        images, labels = read_stack(image_path), read_stack(label_path)
     if len(images) != len(labels):
         raise DataError(f"{label_path} holds {len(labels)} label slices but {image_path} holds {len(images)} images; "
                         f"each image slice needs its label slice")
     if images.shape[1:] != labels.shape[1:]:
         raise DataError(f"{label_path}: label slices are {labels.shape[2]}x{labels.shape[1]} but the images in "
                         f"{image_path} are {images.shape[2]}x{images.shape[1]}")
-    labels = binarize_mask(labels, label_path)  # 0/255 as shipped, or 0/1
-    if labels.min() == labels.max():
-        raise DataError(f"{label_path}: every label pixel is {'cell' if labels.max() else 'membrane'}; expected "
-                        f"cells = 255 (or 1) and membranes = 0")
-    return ISBIData(images, labels)
+    return ISBIData(images, read_labels(labels, label_path))
+
+
+def read_labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    """ISBI labels (0/255 as shipped, or 0/1) as cell = 1, membrane = 0; `DataError` with the values found for any
+    other values, and for labels that are all cell or all membrane."""
+    values = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+    found = set(values.tolist())
+    if not any(found <= allowed for allowed in LABEL_VALUES):
+        like = " (gray values: was the image stack given as labels?)" if len(found) > 8 else ""
+        raise DataError(f"{path}: label values {values_text(values)}{like}; ISBI labels are 0 (membrane) and 255 "
+                        f"(cell), or 0 and 1: convert them to cell = 255, membrane = 0")
+    if len(found) == 1:
+        raise DataError(f"{path}: every label pixel is {'cell' if values[0] else 'membrane'} (value {values[0]}); "
+                        f"expected cells = 255 (or 1) and membranes = 0")
+    return (labels != 0).astype(np.uint8)

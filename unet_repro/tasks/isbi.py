@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.isbi import find_stack, load_isbi, open_tiff
+from ..data.isbi import find_stack, load_isbi, open_tiff, pair_slice_folders, read_labels, read_slice, read_stack, \
+    slice_files
 from ..errors import DataError, DataNotFoundError
 from ..training.config import TrainConfig
 from .base import DataInfo, DataOptions, Images, Splits, Task, missing_data
@@ -42,18 +43,15 @@ PRESETS = {
 def _shape(path: Path) -> tuple[int, ...]:
     """(N, H, W) of a stack without reading its pixels (a folder of slices: N and the first slice's size)."""
     if path.is_dir():
-        from ..data.isbi import SLICE_SUFFIXES, _read_slice
-        files = [p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES]
-        if not files:
-            raise DataError(f"{path} holds no slice images ({', '.join(SLICE_SUFFIXES)})")
-        return (len(files), *_read_slice(files[0]).shape)
+        files = slice_files(path)
+        return (len(files), *read_slice(files[0]).shape)
     with open_tiff(path) as f:
         return (len(f.pages), *f.pages[0].shape)
 
 
 def check(root: Path | None, options: DataOptions) -> DataInfo:
-    """The stacks are there, readable, gray-valued, of one size, as many labels as images, and enough slices to
-    hold out ``options.val_slices``."""
+    """The stacks are there, readable, gray-valued, of one size, as many labels as images (two slice folders:
+    paired by name), the labels binary-valued, and enough slices to hold out ``options.val_slices``."""
     if root is None or not Path(root).is_dir():
         raise missing_data(TASK, Path(root))
     try:
@@ -69,6 +67,9 @@ def check(root: Path | None, options: DataOptions) -> DataInfo:
         raise DataError(f"{paths['train-labels']} is {labels[0]} x {labels[2]}x{labels[1]} but "
                         f"{paths['train-volume']} is {images[0]} x {images[2]}x{images[1]}; each image slice "
                         f"needs its label slice of the same size")
+    if paths["train-volume"].is_dir() and paths["train-labels"].is_dir():
+        pair_slice_folders(paths["train-volume"], paths["train-labels"])
+    read_labels(read_stack(paths["train-labels"]), paths["train-labels"])  # a few MB: refused before a run starts
     if not 0 < options.val_slices < images[0]:
         raise DataError(f"--val-slices must be between 1 and {images[0] - 1} ({paths['train-volume']} holds "
                         f"{images[0]} slices), got {options.val_slices}")
