@@ -133,8 +133,8 @@ def border_radius(w0: float, sigma: float) -> int:
     return max(2, math.ceil(sigma * math.sqrt(2.0 * math.log(arg))))
 
 
-def border_weight_map(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, connectivity: int | None = None, *,
-                      instances: bool = False) -> np.ndarray:
+def border_weight_map(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA,
+                      connectivity: int | None = None, *, instances: bool = False) -> np.ndarray:
     """U-Net weight map ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` (fast).
 
     See the module docstring for the exact definition. Agrees with
@@ -215,8 +215,8 @@ def border_weight_map(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAP
     return weights.astype(np.float32)
 
 
-def border_weight_map_direct(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, connectivity: int | None = None,
-                             *, instances: bool = False) -> np.ndarray:
+def border_weight_map_direct(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA,
+                             connectivity: int | None = None, *, instances: bool = False) -> np.ndarray:
     """Slow reference for :func:`border_weight_map`, used by tests and the benchmark.
 
     Computes one full ``distance_transform_edt(objects != i)`` per object, stacks them
