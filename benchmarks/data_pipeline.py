@@ -36,7 +36,7 @@ from unet_repro.tasks import ISBI, find_data_root
 from unet_repro.augment import paper_augmentation
 from unet_repro.data import EpochSampler, TileDataset, load_isbi
 from unet_repro.training import TrainConfig, build_train_loader
-from unet_repro.weightmap import border_weight_map
+from unet_repro.data.targets import weight_maps
 
 TILE_IN, TILE_OUT = 572, 388  # the paper's U-Net
 
@@ -55,7 +55,8 @@ def single_process_rate(dataset: TileDataset, samples: int) -> tuple[float, floa
 def loader_rate(dataset: TileDataset, samples: int, workers: int) -> tuple[float, float]:
     """Samples/s through the training DataLoader with `workers` processes, from the first sample to the last, and
     the seconds until the first sample (the workers' start)."""
-    loader = build_train_loader(dataset, EpochSampler(samples), TrainConfig(batch_size=1, workers=workers), pin_memory=False)
+    loader = build_train_loader(dataset, EpochSampler(samples), TrainConfig(batch_size=1), workers=workers,
+                                pin_memory=False)
     start = time.perf_counter()
     batches = iter(loader)
     next(batches)
@@ -83,18 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     torch.set_num_threads(1)  # the pipeline is numpy / OpenCV work; keep torch from competing for the cores
-    print(f"data: {root} ({len(images)} slices of {images.shape[2]}x{images.shape[1]})  tiles: {TILE_IN} -> "
+    print(f"data: {root.name} ({len(images)} slices of {images.shape[2]}x{images.shape[1]})  tiles: {TILE_IN} -> "
           f"{TILE_OUT}  samples per measurement: {args.samples}")
     print(f"CPU {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}")
 
     start = time.perf_counter()
-    weights = [border_weight_map(lab) for lab in labels]
+    weight_maps(labels)  # computed once per label set (unet_repro.data.targets): the datasets below reuse them
     weight_s = time.perf_counter() - start
     dataset = TileDataset(images, labels, tile_in=TILE_IN, tile_out=TILE_OUT, samples_per_epoch=args.samples,
-                          augment=paper_augmentation(), weights=weights, seed=0)
+                          augment=paper_augmentation(), seed=0)
     setup = time.perf_counter() - start
-    plain = TileDataset(images, labels, tile_in=TILE_IN, tile_out=TILE_OUT, samples_per_epoch=args.samples,
-                        weights=weights, seed=0)
+    plain = TileDataset(images, labels, tile_in=TILE_IN, tile_out=TILE_OUT, samples_per_epoch=args.samples, seed=0)
     print(f"set-up, once per run: {setup:.2f} s (weight maps of {len(images)} slices {weight_s:.2f} s, mirror "
           f"padding the rest)")
 

@@ -122,7 +122,9 @@ def time_ours(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, steps: i
     setup = set_up(cfg, images, labels, device, samples_per_epoch=n)
     net = torch.compile(setup.model, mode=compile_mode) if compile_mode else setup.model
     timings = timings if timings is not None else Timings()
-    timings.precision, timings.workers = setup.precision.name, setup.workers
+    # a training step's precision (evaluation's does not play here)
+    timings.precision = "bf16 autocast" if setup.precision.train_bf16 else "float32"
+    timings.workers = setup.workers
     net.train()
     sync(device)
     start = time.perf_counter()

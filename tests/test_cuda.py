@@ -18,7 +18,8 @@ from torch import nn
 
 from unet_repro import predict_tiled
 from unet_repro.models import UNet
-from unet_repro.training import TrainConfig, load_checkpoint, loop, read_metrics, train
+from unet_repro.training import TrainConfig, load_checkpoint, read_metrics, train
+from unet_repro.training import setup as training_setup
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -35,8 +36,17 @@ def data():
 
 def cuda_config(**kw) -> TrainConfig:
     base = TrainConfig(widths=WIDTHS, tile=UNet(widths=WIDTHS).input_size(36), dropout=0.5, lr=0.01, momentum=0.9,
-                       epochs=2, steps_per_epoch=3, patience=0, seed=7, device="cuda", workers=0)
+                       epochs=2, steps_per_epoch=3, patience=0, seed=7, device="cuda", workers=0, checkpoint_every=0)
     return replace(base, **kw)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cudnn_switches(monkeypatch):
+    """Every test starts from PyTorch's defaults: training sets cudnn.benchmark (and TF32) for the process, and a
+    test must not inherit what an earlier one left."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
 
 
 @pytest.fixture
@@ -60,7 +70,7 @@ def record_training_forwards(monkeypatch) -> list[dict]:
     """For every training forward pass: the logits' dtype, and the memory format of the second convolution's input
     and weight (the first one's, of one channel, are channels-last and contiguous at once)."""
     seen: list[dict] = []
-    build = loop.build_model
+    build = training_setup.build_network
 
     def recording(cfg):
         model = build(cfg)
@@ -76,14 +86,14 @@ def record_training_forwards(monkeypatch) -> list[dict]:
         model.head.register_forward_hook(
             lambda m, i, out: seen.append({**record, "dtype": out.dtype}) if m.training else None)
         return model
-    monkeypatch.setattr(loop, "build_model", recording)
+    monkeypatch.setattr(training_setup, "build_network", recording)
     return seen
 
 
 def test_training_on_cuda_runs_under_bf16_autocast_with_float32_weights(data, tmp_path, monkeypatch):
     seen = record_training_forwards(monkeypatch)
     summary = train(cuda_config(epochs=1), *data, tmp_path)
-    assert summary["precision"] == "bf16 autocast"
+    assert summary["precision"]["name"] == "bf16 autocast"  # training and evaluation alike on CUDA
     assert seen and {s["dtype"] for s in seen} == {torch.bfloat16} and {s["device"] for s in seen} == {"cuda"}
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in ckpt["model"].values())
@@ -94,7 +104,8 @@ def test_training_on_cuda_runs_under_bf16_autocast_with_float32_weights(data, tm
 def test_no_bf16_trains_in_float32_on_cuda(data, tmp_path, monkeypatch):
     seen = record_training_forwards(monkeypatch)
     summary = train(cuda_config(epochs=1, bf16=False), *data, tmp_path)
-    assert summary["precision"] == "float32" and {s["dtype"] for s in seen} == {torch.float32}
+    assert summary["precision"]["name"] == "float32" and {s["dtype"] for s in seen} == {torch.float32}
+    assert not torch.backends.cudnn.allow_tf32  # float32 means float32: no TF32 convolutions
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
@@ -151,7 +162,7 @@ def test_overlap_tile_on_cuda_equals_cpu(shape, float32_exact):
     cpu = predict_tiled(model, image, device="cpu")
     model.cuda()
     f32 = predict_tiled(model, image, autocast=False)
-    bf16 = predict_tiled(model, image)  # the default on CUDA: bf16 autocast
+    bf16 = predict_tiled(model, image, autocast=True)  # what a bf16 run predicts in
     assert cpu.shape == f32.shape == bf16.shape == shape and bf16.dtype == np.float32
     assert 0.02 < cpu.std()  # the comparison is of a map with structure, not a constant
     np.testing.assert_allclose(f32, cpu, atol=1e-4, rtol=0)
@@ -167,5 +178,20 @@ def test_overlap_tile_on_cuda_is_seamless(float32_exact):
     model = UNet(widths=(16, 32, 64, 128, 256)).cuda().eval()
     image = em_image((300, 260))
     whole = predict_tiled(model, image, autocast=False)
-    tiled = predict_tiled(model, image, tile=100, batch_size=3, autocast=False)
-    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+    tiled = predict_tiled(model, image, tile=model.geometry.tile_for_output(100), batch_size=3, autocast=False)
+    # the same tolerance as the CPU twin (tests/test_inference.py): windows of other sizes pick other kernels
+    np.testing.assert_allclose(tiled, whole, atol=5e-5, rtol=0)
+
+
+def test_a_fresh_process_restores_the_cuda_generator_of_a_checkpoint(data, tmp_path):
+    # In a new process CUDA starts lazily: a restored state must not be overwritten by the seeding queued before it.
+    import subprocess
+    import sys
+    train(cuda_config(epochs=1), *data, tmp_path)
+    script = ("import sys, torch\n"
+              "from unet_repro.training import load_checkpoint, seed_everything, set_rng_state\n"
+              "state = load_checkpoint(sys.argv[1])['rng']\n"
+              "seed_everything(123)\n"
+              "set_rng_state(state)\n"
+              "assert torch.equal(torch.cuda.get_rng_state_all()[0], state['cuda'][0]), 'overwritten'\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "last.pt")], check=True, timeout=300)

@@ -54,6 +54,8 @@ def run_and_score(plan: RunPlan, splits: Splits) -> dict[str, Any]:
                     reserve_validations=scoring_cost(plan, splits))
     if not main:
         return summary
+    if summary["stop_reason"] == "interrupted":  # asked to stop: scoring can wait for the resumed run
+        raise KeyboardInterrupt
     if summary["epochs_done"] == 0:
         raise UsageError(f"--time-limit left no time for one epoch of {plan.out}; give it more minutes")
     result = score_run(plan.out, plan.cfg, splits, summary, plan.tta)

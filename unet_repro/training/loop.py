@@ -252,7 +252,7 @@ def train_epoch(run: Run, state: RunState, epoch: int) -> tuple[float, int, floa
         # so that k accumulated passes give the same update as one batch of k.
         group = min(cfg.accumulate, cfg.steps_per_epoch - (i // cfg.accumulate) * cfg.accumulate)
         steps = (i + 1) % cfg.accumulate == 0 or i + 1 == cfg.steps_per_epoch
-        loss, tiles = forward_backward(run, batch, group, steps)
+        loss, tiles = forward_backward(s, run.net, batch, group, steps)
         running += loss.detach().double() * tiles
         window += loss.detach().double()
         seen += tiles
@@ -271,16 +271,17 @@ def train_epoch(run: Run, state: RunState, epoch: int) -> tuple[float, int, floa
     return total / seen, int(seen), seconds
 
 
-def forward_backward(run: Run, batch: dict[str, torch.Tensor], group: int, steps: bool) -> tuple[torch.Tensor, int]:
-    """One forward and backward pass of a batch; gradients of passes that do not step stay local under DDP."""
-    s = run.setup
+def forward_backward(s: Setup, net: nn.Module, batch: dict[str, torch.Tensor], group: int,
+                     steps: bool) -> tuple[torch.Tensor, int]:
+    """One forward and backward pass of a batch through `net` (the set-up's network, or its DDP wrapper), the loss
+    scaled by its accumulation group's size; gradients of passes that do not step stay local under DDP."""
     x, y = batch["image"].to(s.device, non_blocking=True), batch["label"].to(s.device, non_blocking=True)
     w = batch["weight"].to(s.device, non_blocking=True) if "weight" in batch else None
-    if s.device.type == "cuda" and run.cfg.channels_last:
+    if s.device.type == "cuda" and s.cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with gradient_sync(run.net, steps):
+    with gradient_sync(net, steps):
         with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.precision.train_bf16):
-            logits = run.net(x)
+            logits = net(x)
         loss = s.loss_fn(logits.float(), y, w)
         (loss / group).backward()
     return loss, len(x)
