@@ -131,11 +131,17 @@ def test_augmentation_shapes_and_dtypes():
     img, msk, w = paper_augmentation()(image, mask, weight, seed=0)
     assert (img.shape, msk.shape, w.shape) == ((572, 572),) * 3
     assert (img.dtype, msk.dtype, w.dtype) == (np.uint8, np.uint8, np.float32)
-    # intensity transforms on a float image in [0, 1]; out-of-range floats are refused
+    # intensity transforms on a float image in [0, 1], and on one of any range (percentile-normalised own data):
+    # the same augmentation as on that image mapped onto [0, 1], mapped back
     fimg = image.astype(np.float32) / 255
-    assert paper_augmentation()(fimg, mask, weight, seed=0)[0].dtype == np.float32
-    with pytest.raises(ValueError):
-        paper_augmentation()(fimg * 255, mask, weight, seed=0)
+    in_range = paper_augmentation()(fimg, mask, weight, seed=0)[0]
+    assert in_range.dtype == np.float32
+    wide = (fimg * 1.4 - 0.2).astype(np.float32)  # from -0.2 to 1.2
+    out = paper_augmentation()(wide, mask, weight, seed=0)[0]
+    assert out.dtype == np.float32 and out.min() < 0 and out.max() > 1 and np.isfinite(out).all()
+    lo, hi = float(wide.min()), float(wide.max())
+    expected = paper_augmentation()((wide - lo) / (hi - lo), mask, weight, seed=0)[0] * (hi - lo) + lo
+    np.testing.assert_allclose(out, expected, atol=1e-5)
     with pytest.raises(ValueError):
         paper_augmentation()(image, mask[:-1], weight, seed=0)
 

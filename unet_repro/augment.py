@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import albumentations as A
 import cv2
@@ -266,8 +266,6 @@ class Augmentation:
         shapes = [a.shape[:2] for a in (image, mask, weight) if a is not None]
         if len(set(shapes)) > 1:
             raise ValueError(f"image/mask/weight sizes differ: {', '.join(map(str, shapes))}")
-        if self.intensity is not None and image.dtype.kind == "f" and (image.min() < 0 or image.max() > 1):
-            raise ValueError("float images must lie in [0, 1]: the intensity transforms clip to that range")
         # Two independent streams from one seed (seed and seed+1 would make the intensity stream of
         # sample i equal the geometric stream of sample i+1).
         geo_seed, int_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
@@ -276,8 +274,20 @@ class Augmentation:
         image = out["image"]
         if self.intensity is not None:
             seed_compose(self.intensity, int_seed)
-            image = self.intensity(image=image)["image"]
+            image = within_unit_range(image, lambda x: self.intensity(image=x)["image"])
         return image, out["mask"], out.get("weight")
+
+
+def within_unit_range(image: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`transform` (the intensity transforms, which work on uint8 or on floats in [0, 1] and clip to that range)
+    applied to a float image of any range (e.g. percentile-normalised own data, which runs a little below 0 and
+    above 1): mapped affinely onto [0, 1] by its own minimum and maximum, transformed, mapped back. Images already
+    in range (and uint8 ones) are transformed as they are."""
+    if image.dtype.kind != "f" or (image.min() >= 0 and image.max() <= 1):
+        return transform(image)
+    lo, hi = float(image.min()), float(image.max())
+    scaled = ((image - lo) / (hi - lo)).astype(np.float32)
+    return (transform(scaled) * (hi - lo) + lo).astype(image.dtype)
 
 
 def paper_augmentation(

@@ -68,7 +68,8 @@ from scipy import ndimage as ndi
 
 from .cells import CELL_CONNECTIVITY, label_cells
 
-__all__ = ["SEPARATION_WIDTHS", "check_instance_labels", "separation_borders", "sequential_objects", "touching_cells"]
+__all__ = ["SEPARATION_WIDTHS", "check_instance_labels", "predicted_instances", "separation_borders", "sequential_objects",
+           "touching_cells"]
 
 #: The border widths :func:`separation_borders` draws (see the module docstring for what each means).
 SEPARATION_WIDTHS: tuple[int, ...] = (1, 2)
@@ -208,3 +209,22 @@ def touching_cells(mask: np.ndarray, connectivity: int = CELL_CONNECTIVITY) -> n
         best[window][nearer] = squared[nearer]
         out[window][nearer] = i
     return out
+
+
+def predicted_instances(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
+    """Instance labels of a predicted foreground mask: its 4-connected components (the package's notion of a cell,
+    `unet_repro.cells.label_cells`), so that one background pixel of border, drawn straight or diagonally, keeps two
+    objects apart as the separation borders of the training target (`separation_borders`) taught it; components of
+    fewer than `min_size` pixels (specks) are dropped and the rest numbered 1..N in raster order.
+
+    Shapes: (H, W) bool (or nonzero = foreground) -> (H, W) int32.
+    """
+    labels = label_cells(np.asarray(foreground) != 0)
+    if min_size > 1 and labels.max():
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= min_size
+        keep[0] = False
+        new = np.zeros(len(sizes), np.int32)
+        new[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+        labels = new[labels]
+    return labels

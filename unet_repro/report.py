@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -29,16 +29,24 @@ def save_figure(fig: Any, path: Path | str, dpi: int = 100) -> None:
 
 
 def save_panels(path: Path | str, panels: list[tuple[str, np.ndarray]], probability: Sequence[str] = (),
-                title: str | None = None) -> None:
+                title: str | None = None, classes: Mapping[str, int] | None = None) -> None:
     """Side-by-side PNG of 2-D images with titles (e.g. image | label | prediction). Panels named in `probability`
-    are drawn on a fixed 0-1 scale with a labelled colour bar; others in gray (or as RGB)."""
+    are drawn on a fixed 0-1 scale with a labelled colour bar; panels named in `classes` (name -> K) as class
+    indices 0..K-1, one colour each, with a colour bar of the class numbers; others in gray (or as RGB)."""
     plt = pyplot()
+    classes = classes or {}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
     for ax, (name, a) in zip(axes[0], panels):
         if name in probability:
             im = ax.imshow(a, cmap="viridis", vmin=0.0, vmax=1.0)
             bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
             bar.set_label(name)
+        elif name in classes:
+            k = classes[name]
+            im = ax.imshow(a, cmap=plt.get_cmap("tab10" if k <= 10 else "tab20", k), vmin=-0.5, vmax=k - 0.5,
+                           interpolation="nearest")
+            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, ticks=range(k))
+            bar.set_label("class")
         else:
             ax.imshow(a, cmap=None if a.ndim == 3 else "gray")
         ax.set_title(name, fontsize=10)

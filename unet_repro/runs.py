@@ -18,11 +18,16 @@ import numpy as np
 import tifffile
 
 from .files import atomic_write, write_json
+from .data.targets import training_target, training_targets
+from .instances import predicted_instances
+from .metrics.classes import class_report
+from .metrics.objects import object_report
 from .metrics.segmentation import segmentation_report
 from .progress import duration
 from .report import save_panels
 from .tasks import DataInfo, DataOptions, Images, Splits, Task
 from .training import Distributed, Resume, RunLog, TrainConfig, evaluate, load_trained, train
+from .training.validate import foreground, predicted_classes
 from .errors import UsageError
 from .training.run_dir import RESULT, read_result
 
@@ -82,17 +87,14 @@ def scoring_cost(plan: RunPlan, splits: Splits) -> float:
 def score_run(out: Path, cfg: TrainConfig, splits: Splits, summary: dict[str, Any], tta: bool = False) -> dict[str, Any]:
     """Score the best checkpoint once on the validation images (and a labelled test split): figures of each
     validation image, ``heldout_prob.tif`` (and ``test_prob.tif``), and the result record (written by the caller
-    as ``final_metrics.json``)."""
+    as ``final_metrics.json``). Instance labels are also scored object by object (`object_scores`)."""
     log = RunLog(out)
     trained = load_trained(out / "best.pt", device=cfg.device)
     log(f"scoring best.pt (epoch {trained.epoch}) on {len(splits.val)} validation image(s)"
         + (" with test-time augmentation" if tta else "") + f" ({trained.precision.name})")
     t0 = time.monotonic()
     metrics, probs = score(trained, cfg, splits.val, tta)
-    for name, image, label, p in zip(file_names(splits.val), splits.val.images, splits.val.labels, probs):
-        save_panels(out / f"val_{name}.png", [("image", image), ("label (foreground = white)", label),
-                                              ("P(foreground)", p)], probability=("P(foreground)",),
-                    title=f"{name}: best.pt of {out.name}")
+    draw_validation(out, splits.val, probs, cfg)
     write_stack(out / "heldout_prob.tif", probs)
     result: dict[str, Any] = {
         "validation": metrics, "validation_images": splits.val.names, "tta": tta,
@@ -103,16 +105,27 @@ def score_run(out: Path, cfg: TrainConfig, splits: Splits, summary: dict[str, An
         "split": splits.description, "parameters": sum(p.numel() for p in trained.model.parameters()),
         **cfg.extra, "seed": cfg.seed, "config": asdict(cfg),
     }
+    if cfg.mask_kind == "instances":
+        result["validation_objects"] = object_scores(splits.val.labels, probs)
     if splits.test is not None and splits.test.labels is not None:
         log(f"scoring best.pt on {len(splits.test)} test image(s)")
         test, test_probs = score(trained, cfg, splits.test, tta)
         result["test"] = test
-        result["test_per_image"] = segmentation_report([p > 0.5 for p in test_probs], splits.test.labels)
         result["test_images"] = splits.test.names
+        if cfg.mask_kind == "classes":
+            result["test_per_image"] = class_report(training_targets(splits.test.labels, "classes"),
+                                                    [predicted_classes(p) for p in test_probs], cfg.classes)
+        else:
+            result["test_per_image"] = segmentation_report([foreground(p) > 0.5 for p in test_probs],
+                                                           training_targets(splits.test.labels, cfg.mask_kind))
+        if cfg.mask_kind == "instances":
+            result["test_objects"] = object_scores(splits.test.labels, test_probs)
         write_stack(out / "test_prob.tif", test_probs)
     result["score_seconds"] = time.monotonic() - t0
-    line = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items())
+    line = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    objects = result.get("validation_objects")
     log(f"validation ({len(splits.val)} image(s), best epoch {trained.epoch}): {line}"
+        + (f", object F1 at IoU 0.5 {objects['f1']:.4f}" if objects else "")
         + (f"; test IoU {result['test']['iou']:.4f}" if "test" in result else "")
         + f"; scored in {duration(result['score_seconds'])}; results in {out}"
         + ("" if summary["finished"] else f" (the run is not finished: {summary['stop_reason']}; --resume "
@@ -120,19 +133,52 @@ def score_run(out: Path, cfg: TrainConfig, splits: Splits, summary: dict[str, An
     return result
 
 
+def object_scores(labels: Sequence[np.ndarray], probs: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Object-level scores of instance predictions (the 4-connected components of P(foreground) > 0.5) against the
+    instance labels: pooled over the images at IoU 0.5 and averaged over IoU 0.5:0.95, as Cellpose and StarDist
+    report them (`unet_repro.metrics.objects`)."""
+    report = object_report(list(labels), [predicted_instances(foreground(p) > 0.5) for p in probs])
+    pooled = report["pooled"]
+    return {**pooled["at_threshold"], "mean_over_thresholds": pooled["mean_over_thresholds"],
+            "n_true": pooled["n_true"], "n_pred": pooled["n_pred"], "threshold": report["threshold"]}
+
+
+def draw_validation(out: Path, images: Images, probs: Sequence[np.ndarray], cfg: TrainConfig) -> None:
+    """``val_<name>.png`` of each validation image: image | label | P(foreground) on a fixed 0-1 scale, or for K
+    classes image | label classes | predicted classes."""
+    for name, image, label, p in zip(file_names(images), images.images, images.labels, probs):
+        title = f"{name}: best.pt of {out.name}"
+        if cfg.mask_kind == "classes":
+            k = {"label (classes)": cfg.classes, "predicted classes": cfg.classes}
+            save_panels(out / f"val_{name}.png", [("image", shown(image)), ("label (classes)", label),
+                                                  ("predicted classes", predicted_classes(p))], classes=k, title=title)
+        else:
+            save_panels(out / f"val_{name}.png", [("image", shown(image)),
+                                                  ("label (foreground = white)", training_target(label, cfg.mask_kind)),
+                                                  ("P(foreground)", foreground(p))], probability=("P(foreground)",),
+                        title=title)
+
+
+def shown(image: np.ndarray) -> np.ndarray:
+    """An image as a figure draws it: gray or RGB as they are, other channel counts by their first channel."""
+    return image if image.ndim == 2 or image.shape[2] in (3, 4) else image[..., 0]
+
+
 def score(trained: Any, cfg: TrainConfig, images: Images, tta: bool) -> tuple[dict[str, float], list[np.ndarray]]:
     """Pooled metrics and probability maps of `images` by the trained network, in its run's precision."""
     return evaluate(trained.model, images.images, images.labels, loss=cfg.loss, tile=trained.config.input_tile(),
                     device=trained.device, autocast=trained.precision.eval_bf16, tta=tta, w0=cfg.w0,
-                    sigma=cfg.sigma, show_progress=True)
+                    sigma=cfg.sigma, show_progress=True, kind=cfg.mask_kind)
 
 
 def write_stack(path: Path, maps: Sequence[np.ndarray]) -> None:
-    """Probability maps as one float32 TIFF stack, atomically (maps of different sizes: not written)."""
+    """Probability maps as one float32 ImageJ hyperstack TIFF (axes ZYX, or ZCYX with one channel per class) that
+    Fiji and napari open as it is, atomically (maps of different sizes: not written)."""
     if len({m.shape for m in maps}) != 1:
         return
+    stack = np.stack(maps).astype(np.float32)
     with atomic_write(path) as f:
-        tifffile.imwrite(f, np.stack(maps).astype(np.float32), photometric="minisblack")
+        tifffile.imwrite(f, stack, imagej=True, metadata={"axes": "ZCYX" if stack.ndim == 4 else "ZYX"})
 
 
 def file_names(images: Images) -> list[str]:

@@ -134,7 +134,8 @@ def border_radius(w0: float, sigma: float) -> int:
 
 
 def border_weight_map(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA,
-                      connectivity: int | None = None, *, instances: bool = False) -> np.ndarray:
+                      connectivity: int | None = None, *, instances: bool = False,
+                      classes: np.ndarray | None = None) -> np.ndarray:
     """U-Net weight map ``w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` (fast).
 
     See the module docstring for the exact definition. Agrees with
@@ -156,6 +157,10 @@ def border_weight_map(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAP
         instances: ``mask`` is an instance label image; its objects are its values.
             An instance label image whose objects are the 4-connected cells of a
             mask gives exactly the weight map of that mask.
+        classes: for K classes, the (H, W) class-index target (0 = background)
+            whose class frequencies ``w_c`` balances (`class_balance_weights`);
+            ``mask`` then gives the objects of the border term (e.g.
+            ``classes != 0``). Default: foreground vs background of ``mask``.
 
     Returns:
         (H, W) float32 weight map.
@@ -168,7 +173,9 @@ def border_weight_map(mask: np.ndarray, w0: float = PAPER_W0, sigma: float = PAP
     mask = _check_args(mask, w0, sigma)
     objects, n_objects = _objects(mask, connectivity, instances)
     fg = objects != 0
-    weights = class_balance_weights(fg)
+    if classes is not None and np.shape(classes) != fg.shape:
+        raise ValueError(f"classes {np.shape(classes)} and mask {fg.shape} must have the same shape")
+    weights = class_balance_weights(fg if classes is None else classes)
     if n_objects < 2 or w0 == 0:
         return weights.astype(np.float32)
 

@@ -162,6 +162,8 @@ TRAIN_FLAGS: dict[str, list[Flag]] = {
              int),
         Flag("w0", "weight-map border amplitude w0", float),
         Flag("sigma", "weight-map border width sigma in pixels", float),
+        Flag("normalization", "how gray values become the network's input: range (the dtype's range, e.g. /255) or "
+                              "percentile (per image, 1st to 99.8th percentile to 0..1)", str, ["range", "percentile"]),
         Flag("augment", "no data augmentation", flag="--no-augment"),
     ],
     "optimisation": [
@@ -227,13 +229,17 @@ def add_train_flags(parser: argparse.ArgumentParser, task: Task, skip: Sequence[
 
 
 DATA_FLAG_HELP = {
-    "size": ("resize every image to SIZE x SIZE", int),
-    "split_seed": ("seed of the random train/validation/test split", int),
-    "val_slices": ("the last N training slices are held out for validation", int),
-    "images": ("folder of images", Path),
-    "masks": ("folder of masks with the images' file names", Path),
-    "val_fraction": ("fraction of the images held out for validation", float),
-    "test_fraction": ("fraction of the images held out for the final test", float),
+    "size": ("resize every image to SIZE x SIZE", int, None),
+    "split_seed": ("seed of the random train/validation/test split", int, None),
+    "val_slices": ("the last N training slices are held out for validation", int, None),
+    "images": ("folder of images (PNG, TIFF incl. multi-page stacks, BMP, JPEG; 8/16-bit, float)", Path, None),
+    "masks": ("folder of masks with the images' file names", Path, None),
+    "mask_kind": ("what the masks are: binary (foreground = nonzero), instances (each value one object) or "
+                  "classes (0..K-1); default: decided from the masks (docs/own-data.md)", str,
+                  ["binary", "instances", "classes"]),
+    "border_width": ("instance labels: pixels of background drawn between touching objects (1 or 2)", int, None),
+    "val_fraction": ("fraction of the images held out for validation", float, None),
+    "test_fraction": ("fraction of the images held out for the final test", float, None),
 }
 
 
@@ -246,11 +252,12 @@ def add_data_flags(parser: argparse.ArgumentParser, task: Task) -> None:
                                 f"repository's datasets/{task.data_dir})")
     defaults = DataOptions()
     for name in task.data_flags:
-        text, kind = DATA_FLAG_HELP[name]
+        text, kind, choices = DATA_FLAG_HELP[name]
         default = task.data_defaults.get(name, getattr(defaults, name, None))
-        shown = "required" if name in ("images", "masks") else f"default: {'native' if default is None else default}"
-        group.add_argument(flag_name(name), dest=name, type=kind, default=None,
-                           metavar="DIR" if kind is Path else None, help=f"{text} ({shown})")
+        shown = ("required" if name in ("images", "masks") else "" if "default:" in text else
+                 f"default: {'native' if default is None else default}")
+        group.add_argument(flag_name(name), dest=name, type=kind, default=None, choices=choices,
+                           metavar="DIR" if kind is Path else None, help=f"{text} ({shown})" if shown else text)
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:
@@ -326,8 +333,10 @@ def build_config(task: Task, args: argparse.Namespace, info: DataInfo | None,
         cfg = with_model(cfg, overrides["model"])
     cfg = with_base_width(replace(cfg, **overrides))
     cfg = replace(cfg, tile=overrides.get("tile"))
-    if info is not None:
-        cfg = replace(cfg, in_channels=info.shape[2])
+    if info is not None:  # what the data decided: its channels, what its masks are, and K for class masks
+        cfg = replace(cfg, in_channels=info.shape[2], mask_kind=info.mask_kind)
+        if info.mask_kind == "classes":
+            cfg = replace(cfg, classes=info.classes)
     validate_config(cfg)
     if cfg.tile is None and info is not None:
         try:
@@ -374,11 +383,18 @@ def configure(task: Task, args: argparse.Namespace, prog: str, argv: list[str] |
     loaded = Resume.load(resume_path, task=task.name) if resume_path is not None else None
     if loaded is not None:
         args = with_saved_data_flags(task, args, loaded)
+    # The intensity rule is decided before the data is read (reading applies it): the flag, else the run's own.
+    rule = getattr(args, "normalization", None) or (loaded.config if loaded is not None else
+                                                     task.preset(getattr(args, "preset", None) or
+                                                                 task.default_preset)).normalization
+    args = argparse.Namespace(**{**vars(args), "normalization": rule})
     root, info = check_data(task, args)
     cfg = build_config(task, args, info, loaded)
     if getattr(args, "show_config", False):
         show_config(cfg)
         return None
+    for line in info.lines:  # what was read: images, sizes, channels, bit depth, mask kind, classes or objects
+        print(line)
     record = provenance(prog, argv)
     if loaded is not None:
         cfg = replace(cfg, extra={**cfg.extra, "resumed": [*cfg.extra.get("resumed", []), record]})
@@ -386,7 +402,8 @@ def configure(task: Task, args: argparse.Namespace, prog: str, argv: list[str] |
         data = {k: display_path(v) if isinstance(v, Path) else v for k, v in asdict(data_options(args)).items()
                 if k in task.data_flags}
         cfg = replace(cfg, extra={"task": task.name, "preset": getattr(args, "preset", None) or task.default_preset,
-                                  "data_root": display_path(root), **data, **record})
+                                  "data_root": display_path(root), **data, **record,
+                                  **({"reading": list(info.lines)} if info.lines else {})})
     return Configured(loaded, root, info, cfg)
 
 

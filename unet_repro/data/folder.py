@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import DataError, DataNotFoundError
 from .images import ImageFile, describe_images, list_image_files, read_image_file, size_text, some_names
-from .intensity import DEFAULT_RULE, RULE_LINES, check_rule, normalize
+from .intensity import DEFAULT_RULE, RULE_LINES, check_rule, normalize, prepare_image
 from .masks import MaskSet, RawMask, describe_masks, read_mask_file, read_mask_set
 from .ph2 import resize_case
 
@@ -147,14 +147,6 @@ def _resize(image: np.ndarray, mask: np.ndarray, kind: str, size: int) -> tuple[
         return resize_case(image, mask, size)
     resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     return resized, cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-
-
-def prepare_image(image: np.ndarray, rule: str) -> np.ndarray:
-    """An image as the network's tiles take it: uint8 under "range" as it is (the tiles scale it), else float32
-    scaled whole by `rule`."""
-    if rule == "range" and image.dtype == np.uint8:
-        return image
-    return normalize(image, rule)
 
 
 def load_folder(images_dir: Path | str, masks_dir: Path | str, size: int | None = None, kind: str | None = None,

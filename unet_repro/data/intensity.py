@@ -81,3 +81,12 @@ def normalize(image: np.ndarray, rule: str = DEFAULT_RULE) -> np.ndarray:
     """The network's input scaling, used for training and prediction alike: `image` scaled by the named `rule`
     (see the module docstring); the default ``"range"`` turns uint8 gray values into float32 in [0, 1]."""
     return RULES[check_rule(rule)](np.asarray(image))
+
+
+def prepare_image(image: np.ndarray, rule: str) -> np.ndarray:
+    """An image as training tiles and prediction take it, the one place where `rule` is applied to a whole image:
+    uint8 under "range" as it is (the tiles scale it, bit for bit as ISBI-2012 and PH2 always were), else float32
+    scaled whole by `rule` (a per-image rule must see the whole image, not a tile)."""
+    if rule == "range" and image.dtype == np.uint8:
+        return image
+    return normalize(image, rule)

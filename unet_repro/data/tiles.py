@@ -9,7 +9,7 @@ import torch
 
 from ..weightmap import PAPER_SIGMA, PAPER_W0
 from .intensity import normalize
-from .targets import weight_maps
+from .targets import training_targets, weight_maps
 
 
 def mirror_pad(a: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
@@ -36,22 +36,26 @@ class TileDataset(torch.utils.data.Dataset):
     `set_epoch`, and one DataLoader (with persistent workers, whose copies of the dataset never see `set_epoch`)
     serves a whole run.
 
-    Items: ``image`` (C, tile_in, tile_in) float32, ``label`` (1, tile_out, tile_out) float32 in {0, 1},
-    and with ``weighted`` ``weight`` (1, tile_out, tile_out) float32.
+    The labels are read as their ``kind`` says (`unet_repro.data.targets`: binary masks, instance labels, class
+    masks); what is cut and deformed is the training target of each.
+
+    Items: ``image`` (C, tile_in, tile_in) float32, ``label`` (1, tile_out, tile_out) float32 (in {0, 1}, or class
+    indices), and with ``weighted`` ``weight`` (1, tile_out, tile_out) float32.
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], labels: np.ndarray | Sequence[np.ndarray],
                  tile_in: int = 572, tile_out: int = 388, samples_per_epoch: int = 100, augment=None,
-                 w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, seed: int = 0, weighted: bool = True) -> None:
+                 w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, seed: int = 0, weighted: bool = True,
+                 kind: str = "binary") -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if (tile_in - tile_out) % 2 or tile_in < tile_out:
             raise ValueError(f"tile_in ({tile_in}) - tile_out ({tile_out}) must be even and >= 0")
         self.tile_in, self.tile_out, self.margin = tile_in, tile_out, (tile_in - tile_out) // 2
         self.samples_per_epoch, self.augment, self.seed, self.epoch = samples_per_epoch, augment, seed, 0
-        weights = weight_maps(labels, w0, sigma) if weighted else [None] * len(labels)
+        weights = weight_maps(labels, w0, sigma, kind) if weighted else [None] * len(labels)
         self.images, self.labels, self.weights, self.sizes = [], [], [], []
-        for img, lab, w in zip(images, labels, weights):
+        for img, lab, w in zip(images, training_targets(labels, kind), weights):
             h, w_ = lab.shape
             if img.shape[:2] != (h, w_):
                 raise ValueError(f"image {img.shape[:2]} and label {lab.shape} differ in size")

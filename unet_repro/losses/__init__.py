@@ -28,6 +28,8 @@ LOSSES: dict[str, type[nn.Module]] = {
 
 # The losses that use the paper's pixel weight map (the others ignore the weight argument).
 WEIGHT_MAP_LOSSES = frozenset({"weighted_bce"})
+# The losses with a K-class form (soft-max cross-entropy); the others are written for one foreground channel.
+K_CLASS_LOSSES = frozenset({"weighted_bce", "bce"})
 
 
 def uses_weight_map(name: str) -> bool:
@@ -49,5 +51,5 @@ def build_loss(name: str, **options) -> nn.Module:
 
 __all__ = [
     "BCEWithLogitsLoss", "ComboLoss", "DiceLoss", "FocalLoss", "LOSSES", "TverskyLoss", "WeightedBCEWithLogitsLoss",
-    "WEIGHT_MAP_LOSSES", "build_loss", "uses_weight_map",
+    "K_CLASS_LOSSES", "WEIGHT_MAP_LOSSES", "build_loss", "uses_weight_map",
 ]

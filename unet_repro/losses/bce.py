@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .weighted_bce import cross_entropy
+
 
 class BCEWithLogitsLoss(nn.Module):
     """Mean over pixels of the binary cross-entropy of ``sigmoid(z)`` against ``t``, optionally up-weighting positives.
@@ -24,7 +26,8 @@ class BCEWithLogitsLoss(nn.Module):
     classes contribute equally.
 
     Shapes: ``logits`` and ``target`` (B, 1, H, W) (or any one common shape), ``target`` in [0, 1] (binary for
-    segmentation); returns a scalar, the mean over all pixels of the batch (= the batch mean of per-image means, the
+    segmentation); for K >= 2 logits (B, K, H, W) and a (B, 1, H, W) class-index target, the soft-max
+    cross-entropy (`unet_repro.losses.weighted_bce.cross_entropy` without weights); returns a scalar, the mean over all pixels of the batch (= the batch mean of per-image means, the
     images being the same size).
 
     ``forward`` takes a ``weight`` argument only so that every loss of :mod:`unet_repro.losses` can be called the same
@@ -46,6 +49,8 @@ class BCEWithLogitsLoss(nn.Module):
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        if logits.shape[1] > 1 and self.pos_weight is None:  # K classes: the soft-max cross-entropy, unweighted
+            return cross_entropy(logits, target)
         if logits.shape != target.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
         pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.dtype)

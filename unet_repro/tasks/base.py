@@ -68,16 +68,25 @@ class DataOptions:
     masks: Path | None = None  # own data: folder of masks, paired with the images by file name
     val_fraction: float = 0.2  # own data
     test_fraction: float = 0.2  # own data
+    mask_kind: str | None = None  # own data: "binary", "instances", "classes"; None: decided from the masks
+    classes: int | None = None  # own data: K of class masks (the --classes of the run); None: from the masks
+    normalization: str | None = None  # how gray values become inputs (the run's, unet_repro.data.intensity)
+    border_width: int = 1  # own instance labels: width of the separation borders drawn between touching objects
 
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What a task's `check` learnt without loading all the data: the image shape the run will see (H, W, C) (the
-    largest one when sizes differ) and how many labelled images there are."""
+    """What a task's `check` learnt of its data: the image shape the run will see (H, W, C) (the largest one when
+    sizes differ), how many labelled images there are, what the masks are (their kind and K), and the lines that say
+    what was read (printed first by a run)."""
 
     shape: tuple[int, int, int]
     count: int
     source: str  # where it was read from, for the run's records
+    mask_kind: str = "binary"
+    classes: int | None = None
+    normalization: str | None = None
+    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,19 @@ from ..data.images import list_image_files
 from ..data.intensity import DEFAULT_RULE
 from ..data.split import seeded_split
 from ..errors import DataError, UsageError
+from ..instances import SEPARATION_WIDTHS, separation_borders
 from ..training.config import TrainConfig
 from .base import DataInfo, DataOptions, Images, Splits, Task
 
+# Own images are scaled per image by their percentiles (as microscopy tools do: 8-, 12- and 16-bit images alike);
+# ISBI-2012 and PH2 keep the dtype's range.
 PRESETS = {
     # The paper's method with the quick preset's narrow network: minutes to an hour on a CPU, depending on the data.
-    "quick": TrainConfig(widths=(16, 32, 64, 128, 256), tile=572, optimizer="sgd", lr=0.001, momentum=0.99,
-                         dropout=0.5, epochs=20, steps_per_epoch=50, patience=0),
+    "quick": TrainConfig(widths=(16, 32, 64, 128, 256), optimizer="sgd", lr=0.001, momentum=0.99, dropout=0.5,
+                         epochs=20, steps_per_epoch=50, patience=0, normalization="percentile"),
     # The paper's network and settings, for a GPU.
-    "paper": TrainConfig(widths=(64, 128, 256, 512, 1024), tile=572, optimizer="sgd", lr=0.001, momentum=0.99,
-                         dropout=0.5, epochs=60, steps_per_epoch=250, patience=15),
+    "paper": TrainConfig(widths=(64, 128, 256, 512, 1024), optimizer="sgd", lr=0.001, momentum=0.99, dropout=0.5,
+                         epochs=60, steps_per_epoch=250, patience=15, normalization="percentile"),
 }
 
 
@@ -112,6 +115,9 @@ def check(root: Path | None, options: DataOptions) -> DataInfo:
     data = read_data(options)
     units, _ = split_units(data, options)
     split_sizes(len(units), options.val_fraction, options.test_fraction)
+    if options.border_width not in SEPARATION_WIDTHS:
+        raise UsageError(f"--border-width must be {' or '.join(map(str, SEPARATION_WIDTHS))} (pixels of background "
+                         f"drawn between touching objects), got {options.border_width}")
     height = max(im.shape[0] for im in data.images)
     width = max(im.shape[1] for im in data.images)
     return _info(shape=(height, width, data.channels), count=len(data.images), source=f"{images_dir} + {masks_dir}",
@@ -131,6 +137,9 @@ def load(root: Path | None, options: DataOptions) -> Splits:
     for part, chosen in split.items():
         chosen = set(chosen)
         parts[part] = everything.subset([i for i, u in enumerate(member) if u in chosen])
+    if data.kind == "instances":  # the paper's training target: background drawn between touching objects
+        for part in parts.values():
+            part.labels = [separation_borders(m, options.border_width) for m in part.labels]
     description = {k: parts[k].names for k in split} | {
         "split_unit": unit, "mask_kind": data.kind, "classes": data.classes, "normalization": data.rule,
         "reading": list(data.lines)}
@@ -145,7 +154,8 @@ TASK = Task(
     how_to_get="Point --images and --masks at your folders.",
     presets=PRESETS,
     default_preset="quick",
-    data_flags=("images", "masks", "size", "split_seed", "val_fraction", "test_fraction"),
+    data_flags=("images", "masks", "mask_kind", "border_width", "size", "split_seed", "val_fraction",
+                "test_fraction"),
     check=check,
     load=load,
 )

@@ -10,7 +10,8 @@ import torch
 
 from ..errors import ConfigError
 from ..geometry import Geometry, Tile
-from ..losses import LOSSES
+from ..data.masks import KINDS as MASK_KINDS
+from ..losses import K_CLASS_LOSSES, LOSSES
 from ..models import NETWORKS
 from ..weightmap import PAPER_SIGMA, PAPER_W0
 
@@ -25,6 +26,7 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 MONITORS = ("loss", "iou")
 NORMALIZATIONS = ("range", "percentile")
+
 
 
 @dataclass
@@ -46,6 +48,7 @@ class TrainConfig:
     sigma: float = PAPER_SIGMA
     augment: bool = True
     normalization: str = "range"  # how gray values become inputs (unet_repro.data.intensity)
+    mask_kind: str = "binary"  # what the labels are: "binary", "instances" or "classes" (unet_repro.data.targets)
     # optimisation
     optimizer: str = "sgd"  # "sgd" or "adam"
     lr: float = 0.01
@@ -129,7 +132,7 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.model in NETWORKS, "model", f"is {cfg.model!r}, not a known model", f"choose from {', '.join(NETWORKS)}")
     need(cfg.loss in LOSSES, "loss", f"is {cfg.loss!r}, not a known loss", f"choose from {', '.join(LOSSES)}")
     for key, known in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("monitor", MONITORS),
-                       ("normalization", NORMALIZATIONS)):
+                       ("normalization", NORMALIZATIONS), ("mask_kind", MASK_KINDS)):
         need(value[key] in known, key, f"is {value[key]!r}", f"choose from {', '.join(known)}")
     for key in ("in_channels", "batch_size", "accumulate", "epochs", "steps_per_epoch"):
         need(_whole(value[key]) and value[key] >= 1, key, f"must be a whole number >= 1, got {value[key]!r}")
@@ -137,6 +140,13 @@ def validate_config(cfg: TrainConfig) -> None:
          f"must be a whole number >= 1, got {cfg.tile!r}")
     need(cfg.classes is None or (_whole(cfg.classes) and 2 <= cfg.classes <= 255), "classes",
          f"must be a whole number from 2 to 255, got {cfg.classes!r}", "leave it out for one foreground class")
+    need(cfg.mask_kind != "classes" or cfg.classes is not None, "classes",
+         "must be given for class masks (K, the number of classes with the background)")
+    need(cfg.mask_kind == "classes" or cfg.classes in (None, 2), "classes",
+         f"is {cfg.classes} but the masks are {cfg.mask_kind}, which have two classes (background, foreground)",
+         "use --classes 2 or leave it out")
+    need(cfg.classes is None or cfg.loss in K_CLASS_LOSSES, "loss",
+         f"{cfg.loss!r} has no form for K classes here", f"with --classes use {' or '.join(sorted(K_CLASS_LOSSES))}")
     need(cfg.workers is None or (_whole(cfg.workers) and cfg.workers >= 0), "workers",
          f"must be a whole number >= 0, got {cfg.workers!r}")
     need(_whole(cfg.patience) and cfg.patience >= 0, "patience", f"must be a whole number >= 0, got {cfg.patience!r}")

@@ -314,7 +314,8 @@ def end_epoch(run: Run, state: RunState, epoch: int, train_loss: float, seen: in
         s = run.setup
         t0 = time.monotonic()
         val, _ = evaluate(s.model, val_images, val_labels, loss=cfg.loss, tile=s.tile, device=s.device,
-                          autocast=s.precision.eval_bf16, w0=cfg.w0, sigma=cfg.sigma, show_progress=True)
+                          autocast=s.precision.eval_bf16, w0=cfg.w0, sigma=cfg.sigma, show_progress=True,
+                          kind=cfg.mask_kind)
         run.validation_seconds = time.monotonic() - t0
         state.epoch, state.metrics = epoch + 1, val
         run.metrics.append({"epoch": epoch, "step": state.step, "train_loss": train_loss, "val_loss": val["loss"],

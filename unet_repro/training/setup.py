@@ -61,7 +61,7 @@ def build_train_dataset(cfg: TrainConfig, images: Sequence[np.ndarray], labels: 
     """Random tiles of `tile` with their labels, and weight maps only for a loss that uses them."""
     return TileDataset(images, labels, tile_in=tile.input, tile_out=tile.output, samples_per_epoch=samples_per_epoch,
                        augment=augment if cfg.augment else None, w0=cfg.w0, sigma=cfg.sigma, seed=cfg.seed,
-                       weighted=uses_weight_map(cfg.loss))
+                       weighted=uses_weight_map(cfg.loss), kind=cfg.mask_kind)
 
 
 def build_train_loader(dataset: TileDataset, sampler: EpochSampler, cfg: TrainConfig, workers: int,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.intensity import prepare_image
 from ..errors import CheckpointError
 from ..geometry import Tile
 from ..inference import predict_tiled
@@ -36,10 +37,10 @@ class Trained:
         return int(self.checkpoint.get("epoch", -1))
 
     def predict(self, image: np.ndarray, tile: Tile | int | None = None, tta: bool = False) -> np.ndarray:
-        """Class probabilities of a whole image (see `unet_repro.inference.predict_tiled`), in the run's evaluation
-        precision."""
-        return predict_tiled(self.model, image, tile=tile, device=self.device, autocast=self.precision.eval_bf16,
-                             tta=tta)
+        """Class probabilities of a whole image (see `unet_repro.inference.predict_tiled`), scaled by the run's
+        intensity rule and in its evaluation precision."""
+        return predict_tiled(self.model, prepare_image(image, self.config.normalization), tile=tile,
+                             device=self.device, autocast=self.precision.eval_bf16, tta=tta)
 
 
 def load_trained(path: Path | str, device: str = "auto", task: str | None = None) -> Trained:
