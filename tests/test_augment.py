@@ -142,7 +142,7 @@ def test_augmentation_shapes_and_dtypes():
     lo, hi = float(wide.min()), float(wide.max())
     expected = paper_augmentation()((wide - lo) / (hi - lo), mask, weight, seed=0)[0] * (hi - lo) + lo
     # (the map onto [0, 1] uses the range of the deformed tile, which bicubic interpolation widens a little)
-    np.testing.assert_allclose(out, expected, atol=1e-4)
+    np.testing.assert_allclose(out, expected, atol=1e-3)
     with pytest.raises(ValueError):
         paper_augmentation()(image, mask[:-1], weight, seed=0)
 
