@@ -19,24 +19,22 @@ from .base import DataInfo, DataOptions, Images, Splits, Task, missing_data
 STACKS = ("train-volume", "train-labels", "test-volume")
 
 PRESETS = {
-    # The paper: full widths, one 572x572 tile per pass, SGD with momentum 0.99, w0=10, sigma=5, elastic
-    # deformation + shift/rotation/gray values, dropout 0.5, constant learning rate. Meant for a GPU. The paper gives
-    # no learning rate: run `python -m experiments.lr_range_test --preset paper` on your GPU before a long run.
-    "paper": TrainConfig(widths=(64, 128, 256, 512, 1024), tile=572, optimizer="sgd", lr=0.001, momentum=0.99,
-                         dropout=0.5, w0=10.0, sigma=5.0, augment=True, epochs=60, steps_per_epoch=250, accumulate=1,
-                         patience=15),
+    # The paper: full widths, one 572x572 tile per pass (the tile rule), SGD with momentum 0.99, w0=10, sigma=5 (the
+    # defaults of unet_repro.weightmap), elastic deformation + shift/rotation/gray values, dropout 0.5, constant
+    # learning rate. Meant for a GPU. The paper gives no learning rate: run `python -m experiments.lr_range_test
+    # --preset paper` on your GPU before a long run.
+    "paper": TrainConfig(widths=(64, 128, 256, 512, 1024), optimizer="sgd", lr=0.001, momentum=0.99, dropout=0.5,
+                         augment=True, epochs=60, steps_per_epoch=250, accumulate=1, patience=15),
     # The best held-out result that 2 CPU cores reach in about 150 minutes (bf16 where native). Chosen from measured
     # figures (README, "The cpu preset"): the paper's method at half the paper's widths (a 2.1 s bf16 step of the full
     # network would allow only ~4,000 tiles; this one takes 0.53 s, so 15,000 tiles), lr 0.002 (the LR range test
     # suggests 0.018 and diverges at 0.033; with momentum 0.99 a tenth of that trained stably in a 1,500-tile pilot)
     # decayed by a cosine to 0 over the 60 epochs, since the budget is fixed in advance.
-    "cpu": TrainConfig(widths=(32, 64, 128, 256, 512), tile=572, optimizer="sgd", lr=0.002, momentum=0.99,
-                       dropout=0.5, w0=10.0, sigma=5.0, augment=True, schedule="cosine", epochs=60,
-                       steps_per_epoch=250, accumulate=1, patience=0),
+    "cpu": TrainConfig(widths=(32, 64, 128, 256, 512), optimizer="sgd", lr=0.002, momentum=0.99, dropout=0.5,
+                       augment=True, schedule="cosine", epochs=60, steps_per_epoch=250, accumulate=1, patience=0),
     # The same method with a 4x narrower network and a short run: a few minutes on 2 CPU cores.
-    "quick": TrainConfig(widths=(16, 32, 64, 128, 256), tile=572, optimizer="sgd", lr=0.001, momentum=0.99,
-                         dropout=0.5, w0=10.0, sigma=5.0, augment=True, epochs=12, steps_per_epoch=70, accumulate=1,
-                         patience=0),
+    "quick": TrainConfig(widths=(16, 32, 64, 128, 256), optimizer="sgd", lr=0.001, momentum=0.99, dropout=0.5,
+                         augment=True, epochs=12, steps_per_epoch=70, accumulate=1, patience=0),
 }
 
 

@@ -20,7 +20,7 @@ DEFAULT_SIZE = 256
 
 def _preset(**kw) -> TrainConfig:
     # One epoch = 100 training images in batches of 8 (sampled with replacement by seed, like every run here).
-    base = dict(model="unet_same", loss="bce", in_channels=3, widths=(), dropout=0.0, tile=DEFAULT_SIZE,
+    base = dict(model="unet_same", loss="bce", in_channels=3, widths=(), dropout=0.0, padding="same",
                 optimizer="adam", momentum=0.9, batch_size=8, accumulate=1,
                 steps_per_epoch=math.ceil(SPLIT_SIZES[0] / 8), monitor="iou")
     return TrainConfig(**{**base, **kw})
@@ -75,4 +75,5 @@ TASK = Task(
     data_flags=("size", "split_seed"),
     check=check,
     load=load,
+    data_defaults={"size": DEFAULT_SIZE},
 )
