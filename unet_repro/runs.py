@@ -27,6 +27,7 @@ from .progress import duration
 from .report import save_panels
 from .tasks import DataInfo, DataOptions, Images, Splits, Task
 from .training import Distributed, Resume, RunLog, TrainConfig, evaluate, load_trained, train
+from .training.init_from import StartingWeights
 from .training.validate import foreground, predicted_classes
 from .errors import UsageError
 from .training.run_dir import RESULT, read_result
@@ -46,6 +47,7 @@ class RunPlan:
     overwrite: bool = False
     tta: bool = False
     deadline: float | None = None  # time.monotonic() by which the run must have ended, scoring included
+    init: StartingWeights | None = None  # fine-tuning: the weights the new run starts from
 
 
 def run_and_score(plan: RunPlan, splits: Splits) -> dict[str, Any]:
@@ -56,7 +58,7 @@ def run_and_score(plan: RunPlan, splits: Splits) -> dict[str, Any]:
         mark_continued(plan.out)
     summary = train(plan.cfg, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
                     plan.out, resume=plan.resume, overwrite=plan.overwrite, deadline=plan.deadline,
-                    reserve_validations=scoring_cost(plan, splits))
+                    reserve_validations=scoring_cost(plan, splits), init=plan.init)
     if not main:
         return summary
     if summary["stop_reason"] == "interrupted":  # asked to stop: scoring can wait for the resumed run

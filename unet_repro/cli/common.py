@@ -29,6 +29,7 @@ from ..provenance import display_path, provenance
 from ..runs import RunPlan
 from ..tasks import DataInfo, DataOptions, Task, find_data_root
 from ..training import Resume, TrainConfig, check_run_dir, is_finished, neutral_settings, validate_config
+from ..training.init_from import StartingWeights
 
 T = TypeVar("T")
 
@@ -278,6 +279,12 @@ def add_run_flags(parser: argparse.ArgumentParser, task: Task, resume: bool = Tr
         group.add_argument("--resume", type=Path, default=None, metavar="CKPT",
                            help="continue the run of this last.pt with its own settings; flags given with it may "
                                 "change only --epochs, --lr, --patience and the hardware flags")
+    group.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
+                       help="start a new run from the weights of this checkpoint (fine-tuning: its own data, epochs, "
+                            "learning rate and folder; the network must be the checkpoint's)")
+    group.add_argument("--reinit-head", action="store_true",
+                       help="with --init-from: a checkpoint with another number of classes gives all weights but the "
+                            "head's, which starts afresh")
     group.add_argument("--time-limit", type=minutes, default=None, metavar="MINUTES",
                        help="stop cleanly so that training and scoring end within MINUTES (checkpoint saved, best "
                             "epoch scored, 'stopped: time limit' recorded; --resume continues)")
@@ -367,19 +374,25 @@ def deadline(args: argparse.Namespace, started: float | None = None) -> float | 
 
 @dataclass
 class Configured:
-    """A run's checked inputs: its checkpoint (when resuming), its data folder and what the data check found, and
-    its configuration with the notes of where it came from."""
+    """A run's checked inputs: its checkpoint (when resuming), its data folder and what the data check found, its
+    configuration with the notes of where it came from, and the weights it starts from (fine-tuning)."""
 
     resume: Resume | None
     root: Path | None
     info: DataInfo
     cfg: TrainConfig
+    init: StartingWeights | None = None
 
 
 def configure(task: Task, args: argparse.Namespace, prog: str, argv: list[str] | None,
               resume: Path | None = None) -> Configured | None:
     """Check the checkpoint (read once), the data and the configuration; None after ``--show-config``."""
     resume_path = resume if resume is not None else getattr(args, "resume", None)
+    if resume_path is not None and getattr(args, "init_from", None) is not None:
+        raise UsageError("--init-from starts a new run from a checkpoint's weights; --resume continues a run: give "
+                         "one of them")
+    if getattr(args, "reinit_head", False) and getattr(args, "init_from", None) is None:
+        raise UsageError("--reinit-head applies to --init-from CKPT only")
     loaded = Resume.load(resume_path, task=task.name) if resume_path is not None else None
     if loaded is not None:
         args = with_saved_data_flags(task, args, loaded)
@@ -395,6 +408,9 @@ def configure(task: Task, args: argparse.Namespace, prog: str, argv: list[str] |
         return None
     for line in info.lines:  # what was read: images, sizes, channels, bit depth, mask kind, classes or objects
         print(line)
+    init = None
+    if getattr(args, "init_from", None) is not None:
+        init = StartingWeights.load(args.init_from, cfg, args.reinit_head)
     record = provenance(prog, argv)
     if loaded is not None:
         cfg = replace(cfg, extra={**cfg.extra, "resumed": [*cfg.extra.get("resumed", []), record]})
@@ -403,8 +419,9 @@ def configure(task: Task, args: argparse.Namespace, prog: str, argv: list[str] |
                 if k in task.data_flags}
         cfg = replace(cfg, extra={"task": task.name, "preset": getattr(args, "preset", None) or task.default_preset,
                                   "data_root": display_path(root), **data, **record,
-                                  **({"reading": list(info.lines)} if info.lines else {})})
-    return Configured(loaded, root, info, cfg)
+                                  **({"reading": list(info.lines)} if info.lines else {}),
+                                  **({"init_from": {**init.source, "path": display_path(init.path)}} if init else {})})
+    return Configured(loaded, root, info, cfg, init)
 
 
 def plan_run(task: Task, args: argparse.Namespace, prog: str, argv: list[str] | None, out: Path | None = None,
@@ -429,7 +446,7 @@ def plan_run(task: Task, args: argparse.Namespace, prog: str, argv: list[str] | 
     check_run_dir(out, loaded.path if loaded else None, getattr(args, "overwrite", False))
     options = data_options(with_saved_data_flags(task, args, loaded) if loaded else args)
     return RunPlan(task, cfg, out, loaded, done.root, options, done.info, getattr(args, "overwrite", False),
-                   getattr(args, "tta", False), deadline(args))
+                   getattr(args, "tta", False), deadline(args), done.init)
 
 
 def _same(given: Any, old: Any) -> bool:

@@ -48,6 +48,7 @@ from .config import TrainConfig, validate_config
 from .distributed import (Distributed, all_finite, broadcast, effective_batch, gather_rng_states, gradient_sync,
                           process_device, process_group, process_seed, restore_rng, sum_over_processes)
 from .hardware import resolve_device
+from .init_from import StartingWeights
 from .log import MetricsFile, RunLog
 from .resume import Resume, stop_rule
 from .run_dir import claim_run_dir
@@ -103,7 +104,7 @@ def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.nd
           val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray], run_dir: Path | str,
           resume: Resume | Path | str | None = None, augment: Augment | None = None, overwrite: bool = False,
           log: RunLog | None = None, deadline: float | None = None,
-          reserve_validations: float = 0.0) -> dict[str, Any]:
+          reserve_validations: float = 0.0, init: StartingWeights | None = None) -> dict[str, Any]:
     """Train on (images, labels), validate on (val_images, val_labels), write the run folder.
 
     Under ``torchrun`` every process calls this with the same arguments and trains data-parallel; all processes
@@ -126,6 +127,7 @@ def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.nd
         deadline: a ``time.monotonic()`` value: the run stops before an epoch that would end after it ("time
             limit"), saved and resumable, keeping `reserve_validations` times a validation's duration in hand (for
             the final scoring that follows).
+        init: weights a new run starts from (fine-tuning, `unet_repro.training.init_from`); not with `resume`.
 
     Returns:
         A summary: the best epoch and its validation metrics, the stop reason, epochs trained now, optimizer steps,
@@ -148,6 +150,8 @@ def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.nd
         seed_everything(process_seed(cfg.seed, dist.rank))
         samples = cfg.steps_per_epoch * cfg.batch_size * dist.world_size
         setup = set_up(cfg, images, labels, device, samples, dist.rank, dist.world_size, augment)
+        if init is not None and resume is None:
+            init.apply(setup.model)
         state = restore(setup, resume, dist, changes) if resume is not None else RunState()
         net = setup.model
         if dist.enabled:
