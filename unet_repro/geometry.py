@@ -144,13 +144,12 @@ def geometry_of(model: object) -> Geometry:
 def training_tile(geometry: Geometry, image_shape: tuple[int, ...]) -> Tile:
     """The tile rule for training on images of `image_shape` (H, W[, C]): see the module docstring."""
     side = max(image_shape[:2])
-    if geometry.shrink == 0:
-        largest = geometry.largest_output(MAX_TRAINING_SIDE_SAME)
-    else:
-        largest = next(n for n in range(PAPER_INPUT, 0, -1) if geometry.output_or_none(n))
-        largest = geometry.output_size(largest)
-    if largest is None:
-        raise ValueError(f"this {geometry.name} has no valid tile of at most {MAX_TRAINING_SIDE_SAME} px")
+    cap = MAX_TRAINING_SIDE_SAME if geometry.shrink == 0 else PAPER_INPUT
+    largest_input = next((n for n in range(cap, 0, -1) if geometry.output_or_none(n)), None)
+    if largest_input is None:
+        smallest = next(n for n in itertools.count(cap) if geometry.output_or_none(n))
+        raise ValueError(f"this {geometry.name} has no input tile of at most {cap} px (its smallest is {smallest} px)")
+    largest = geometry.output_size(largest_input)
     if side <= largest:
         out = next(n for n in itertools.count(side) if geometry.is_valid_output(n))
         return geometry.tile_for_output(out)

@@ -125,6 +125,16 @@ def name_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in name_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not seeds or any(not 0 <= s < 2**32 for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected seeds from 0 to 2**32 - 1, got {text!r}")
+    return seeds
+
+
 def minutes(text: str) -> float:
     try:
         value = float(text)
@@ -262,7 +272,20 @@ def add_data_flags(parser: argparse.ArgumentParser, task: Task) -> None:
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:
+    """The data flags given, checked (`UsageError` naming the flag)."""
     given = {f.name: getattr(args, f.name) for f in fields(DataOptions) if getattr(args, f.name, None) is not None}
+    size, seed = given.get("size"), given.get("split_seed")
+    if size is not None and not 1 <= size <= 65536:
+        raise UsageError(f"--size must be a side in pixels from 1 to 65536, got {size}")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise UsageError(f"--split-seed must be a whole number from 0 to 2**32 - 1, got {seed}")
+    for key in ("val_fraction", "test_fraction"):
+        value = given.get(key)
+        low = 0 if key == "test_fraction" else None
+        if value is not None and not ((low == 0 and value == 0) or 0 < value < 1):
+            raise UsageError(f"--{key.replace('_', '-')} must be a fraction above 0 and below 1"
+                             + (" (or 0: no test images)" if low == 0 else " (at least one validation image is "
+                                                                             "held out)") + f", got {value}")
     return DataOptions(**given)
 
 

@@ -46,13 +46,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     add_run_flags(parser, ISBI)
     cv = parser.add_argument_group("cross-validation and evaluation")
     cv.add_argument("--folds", type=int, help="K-fold cross-validation over the training slices (e.g. 6)")
-    cv.add_argument("--fold-list", type=lambda s: [int(v) for v in s.split(",")], metavar="K,K",
+    cv.add_argument("--fold-list", type=fold_list, metavar="K,K",
                     help="with --folds: run only these folds, e.g. 0,3 (default: all)")
     cv.add_argument("--tta", action="store_true",
                     help="average the held-out predictions over the 8 symmetries of the square")
     cv.add_argument("--predict-test", action="store_true",
                     help="with --folds: predict test-volume.tif with the folds' models, as a submission TIFF")
     return parser
+
+
+def fold_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fold numbers, got {text!r}") from None
 
 
 def fold_slices(n: int, k: int) -> list[list[int]]:
@@ -135,6 +142,8 @@ def cross_validate(args: argparse.Namespace, prog: str, argv: list[str] | None) 
 def check_design(out: Path, meta: dict, overwrite: bool) -> None:
     """A cross-validation folder is reused only for the same design (folds, settings); with ``--overwrite`` the
     whole design is replaced (every fold is trained again). A folder holding something else is refused."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, not a folder; choose a folder for the cross-validation")
     if overwrite or not out.exists():
         return
     old_path = out / "folds.json"

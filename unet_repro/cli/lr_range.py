@@ -29,7 +29,7 @@ from ..provenance import display_path
 from ..tasks import TASKS, get_task
 from ..training import resolve_device, seed_everything, set_up
 from ..training.run_dir import check_run_dir
-from .common import add_data_flags, add_train_flags, configure, data_options, make_parser, run_main
+from .common import Parser, add_data_flags, add_train_flags, configure, data_options, make_parser, run_main
 
 PROG = "python -m experiments.lr_range_test"
 # Training flags that play no part in a range test (the LR is swept; nothing is validated or resumed).
@@ -39,7 +39,7 @@ OUTPUTS = ("lr_range.csv", "lr_range.png", "lr_range.json")
 
 def build_parser(argv: list[str] | None, prog: str | None = None) -> argparse.ArgumentParser:
     # The presets and data flags (hence the rest of the parser) depend on --task: read it first.
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = Parser(prog=prog or PROG, add_help=False)  # one-line errors, as the full parser's
     pre.add_argument("--task", choices=sorted(TASKS), default="isbi",
                      help="whose data and presets (default: isbi)")
     known, _ = pre.parse_known_args(argv)

@@ -29,7 +29,7 @@ from ..runs import RunPlan, run_and_score
 from ..tasks import PH2, Splits
 from ..training import Distributed, Resume, TrainConfig, defining_settings, is_finished, read_metrics, read_result
 from .common import (add_data_flags, add_run_flags, add_train_flags, build_config, check_data, configure,
-                     data_options, deadline, make_parser, name_list, plan_run, run_main, show_config)
+                     data_options, deadline, make_parser, name_list, plan_run, run_main, seed_list, show_config)
 
 PROG = "python -m experiments.ph2"
 ALL_MODELS = ["unet", "unet_same", "unet_strided", "unet_unpool", "unet_dilated", "segnet", "segnet_nearest"]
@@ -46,7 +46,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                       help=f"networks, from {', '.join(ALL_MODELS)} (presets: quick, full: all; cpu: unet_same)")
     grid.add_argument("--losses", type=name_list, metavar="A,B",
                       help=f"losses, from {', '.join(ALL_LOSSES)} (presets: quick, full: all; cpu: tversky)")
-    grid.add_argument("--seeds", type=lambda s: [int(v) for v in name_list(s)], metavar="0,1",
+    grid.add_argument("--seeds", type=seed_list, metavar="0,1",
                       help="seeds (presets: quick: 0; cpu, full: 0,1,2)")
     add_train_flags(parser, PH2, skip=("model", "loss", "seed", "widths"))
     add_data_flags(parser, PH2)
@@ -62,10 +62,11 @@ def cell_args(args: argparse.Namespace, model: str, loss: str, seed: int) -> arg
 def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     preset = args.preset or PH2.default_preset
     grid = {k: getattr(args, k) or v for k, v in GRIDS[preset].items()}
-    unknown = [m for m in grid["models"] if m not in NETWORKS] + [f"loss {l}" for l in grid["losses"] if l not in LOSSES]
+    unknown = ([f"model {m}" for m in grid["models"] if m not in NETWORKS]
+               + [f"loss {name}" for name in grid["losses"] if name not in LOSSES])
     if unknown:
-        raise UsageError(f"unknown {', '.join(unknown)}; models: {', '.join(sorted(NETWORKS))}; losses: "
-                         f"{', '.join(sorted(LOSSES))}")
+        raise UsageError(f"unknown {', '.join(unknown)} in --models / --losses; models: {', '.join(sorted(NETWORKS))}; "
+                         f"losses: {', '.join(sorted(LOSSES))}")
     root, info = check_data(PH2, args)
     if args.show_config:
         for m in grid["models"]:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     rows = []
     for n, ((model, loss, seed), plan) in enumerate(zip(cells, plans), start=1):
         name = plan.out.name
-        if is_finished(plan.out):
+        if is_finished(plan.out) and not args.overwrite:
             print(f"{name} ({n} of {len(cells)}): finished earlier, reused")
         else:
             print(f"{name} ({n} of {len(cells)}): training")

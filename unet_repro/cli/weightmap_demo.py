@@ -52,6 +52,8 @@ def save_weight_figure(path: Path, image: np.ndarray, label: np.ndarray, weight:
 
 
 def run(args: argparse.Namespace) -> Path:
+    if args.out.suffix.lower() != ".png":
+        raise UsageError(f"--out must name a .png file, got {args.out}")
     if args.out.exists() and not args.overwrite:
         raise UsageError(f"{args.out} already exists; choose another --out or pass --overwrite")
     root = find_data_root(ISBI, args.data_root)

@@ -41,8 +41,8 @@ PRESETS = {
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
     """Train / val / test counts of `n` images: the fractions rounded, at least one image each."""
     if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise UsageError(f"--val-fraction ({val_fraction}) and --test-fraction ({test_fraction}) must be in [0, 1) "
-                         f"with a sum below 1")
+        raise UsageError(f"--val-fraction ({val_fraction}, above 0) and --test-fraction ({test_fraction}, 0 or more) "
+                         f"must leave images to train on: their sum must be below 1")
     n_val = max(1, round(n * val_fraction))
     n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     if n - n_val - n_test < 1:

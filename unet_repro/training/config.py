@@ -102,10 +102,16 @@ class TrainConfig:
         return cls(**d)
 
 
+# Settings of the machine a run happens to use, not of the experiment.
+HARDWARE_KEYS = ("device", "workers", "bf16", "channels_last", "cudnn_benchmark", "checkpoint_every")
+
+
 def defining_settings(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings that make two runs the same experiment, as plain JSON values: all but those a resume may change
-    (`RESUMABLE_KEYS`) and the free-form notes. A cached unit (a fold, a grid cell) is reused only when they match."""
-    values = {f.name: getattr(cfg, f.name) for f in fields(TrainConfig) if f.name not in (*RESUMABLE_KEYS, "extra")}
+    """The settings that make two runs the same experiment, as plain JSON values: all but the hardware ones, the
+    length of the run (``epochs``, ``patience``: a unit trained further is still that unit) and the free-form notes.
+    A cached unit (a fold, a grid cell) is reused or continued only when they match."""
+    skip = (*HARDWARE_KEYS, "epochs", "patience", "extra")
+    values = {f.name: getattr(cfg, f.name) for f in fields(TrainConfig) if f.name not in skip}
     return json.loads(json.dumps(values, default=list))
 
 
