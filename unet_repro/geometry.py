@@ -27,12 +27,30 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Optional
 
 # The paper's tile: 572 px in, 388 px out, 92 px of context on each side.
 PAPER_INPUT = 572
 PAPER_OUTPUT = 388
 # The largest training tile the rule picks for size-preserving networks.
 MAX_TRAINING_SIDE_SAME = 512
+
+
+def output_side(n: int, depth: int, shrink: int) -> Optional[int]:
+    """The output side of input side `n` for `depth` 2x down-samplings and `shrink` pixels lost per convolution
+    block, or None when a down-sampling would see an odd or empty map: the arithmetic of the module docstring, in
+    the one form that `torch.jit.script` also compiles (the networks check their inputs with it)."""
+    for _ in range(depth):
+        n = n - shrink
+        if n <= 0 or n % 2 != 0:
+            return None
+        n = n // 2
+    n = n - shrink
+    for _ in range(depth):
+        n = 2 * n - shrink
+    if n > 0:
+        return n
+    return None
 
 
 @dataclass(frozen=True)
@@ -66,16 +84,7 @@ class Geometry:
 
     def output_or_none(self, n: int) -> int | None:
         """The output side for input side `n`, or None when a down-sampling would see an odd or empty map."""
-        n = int(n)
-        for _ in range(self.depth):
-            n -= self.shrink
-            if n <= 0 or n % 2:
-                return None
-            n //= 2
-        n -= self.shrink
-        for _ in range(self.depth):
-            n = 2 * n - self.shrink
-        return n if n > 0 else None
+        return output_side(int(n), self.depth, self.shrink)
 
     def output_size(self, n: int) -> int:
         """Output side for input side `n`; ValueError naming the nearest valid input sides."""
@@ -166,4 +175,5 @@ def prediction_tile(geometry: Geometry, image_size: tuple[int, int], max_output:
     return geometry.tile_for_output(min(largest, geometry.cover(largest, max(image_size))))
 
 
-__all__ = ["Geometry", "PAPER_INPUT", "PAPER_OUTPUT", "Tile", "geometry_of", "prediction_tile", "training_tile"]
+__all__ = ["Geometry", "PAPER_INPUT", "PAPER_OUTPUT", "Tile", "geometry_of", "output_side", "prediction_tile",
+           "training_tile"]

@@ -15,6 +15,9 @@ unet_dilated       `UNetDilated`, U-Net, dilated strided / transposed convs   37
 segnet             `SegNet`, Badrinarayanan et al. 2017 (max-unpooling)       29,435,649    1,843,137
 segnet_nearest     `SegNet`, nearest-neighbour up-sampling                    29,435,649    1,843,137
 =================  =========================================================  ============  =============
+
+Every network compiles with `torch.jit.script` and exports to ONNX (`unet_repro.export`); its forward starts with
+`SizeChecked.check_input`, a ValueError naming the nearest valid input sizes.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from torch import nn
 
 from ..geometry import Geometry
 from .segnet import SegNet
-from .unet import Block, Decoder, Encoder, UNet, UpBlock, center_crop, fan_in, init_paper_
+from .unet import Block, Decoder, Encoder, SizeChecked, UNet, UpBlock, center_crop, fan_in, init_paper_
 from .unet_variants import UNetDilated, UNetSame, UNetStrided, UNetUnpool, init_kaiming_, unet_widths
 
 
@@ -93,6 +96,7 @@ def build_model(name: str, **options: Any) -> nn.Module:
     return NETWORKS[name].build(**options)
 
 
-__all__ = ["MODELS", "NETWORKS", "Block", "Decoder", "Encoder", "Network", "SegNet", "UNet", "UNetDilated", "UNetSame",
+__all__ = ["MODELS", "NETWORKS", "Block", "Decoder", "Encoder", "Network", "SegNet", "SizeChecked", "UNet", "UNetDilated",
+           "UNetSame",
            "UNetStrided", "UNetUnpool", "UpBlock", "build_model", "center_crop", "fan_in", "init_kaiming_",
            "init_paper_", "unet_widths"]

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .unet_variants import ConvBNReLU, SizePreserving, init_kaiming_
+from .unet_variants import ConvBNReLU, MaxUnpool2d, SizePreserving, init_kaiming_
 
 Upsampling = Literal["unpool", "nearest"]
 
@@ -68,8 +68,7 @@ class SegNet(SizePreserving, nn.Module):
             c_in = width
         self.encoder = nn.ModuleList(encoder)
         self.pool = nn.MaxPool2d(2, stride=2, return_indices=upsampling == "unpool")
-        self.up = nn.MaxUnpool2d(2, stride=2) if upsampling == "unpool" else nn.Upsample(scale_factor=2,
-                                                                                          mode="nearest")
+        self.up = MaxUnpool2d(2, stride=2) if upsampling == "unpool" else nn.Upsample(scale_factor=2, mode="nearest")
         # Built for encoder stage i (its mirror), stored coarsest first (the order they run in). A stage's last conv
         # maps to the next finer stage's width; in stage 0 that last conv is the classifier `head`.
         decoder = []
@@ -86,16 +85,22 @@ class SegNet(SizePreserving, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        indices: list[torch.Tensor | None] = []
+        # `self.pool.return_indices` (upsampling == "unpool") is a constant of the layer, so TorchScript compiles
+        # only the branch that fits the layers this network has.
+        indices: list[torch.Tensor] = []
         for stage in self.encoder:
             x = stage(x)
-            if self.upsampling == "unpool":
+            if self.pool.return_indices:
                 x, idx = self.pool(x)
+                indices.append(idx)
             else:
-                x, idx = self.pool(x), None
-            indices.append(idx)
-        for stage, idx in zip(self.decoder, reversed(indices)):
-            x = stage(self.up(x, idx) if idx is not None else self.up(x))
+                x = self.pool(x)
+        for i, stage in enumerate(self.decoder):
+            if self.pool.return_indices:
+                x = self.up(x, indices[-1 - i])
+            else:
+                x = self.up(x)
+            x = stage(x)
         return self.head(x)
 
 

@@ -13,13 +13,13 @@ Shapes: input (B, C_in, H, W) -> logits (B, C_out, H', W') with H' = `UNet.outpu
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..geometry import Geometry
+from ..geometry import Geometry, output_side
 
 Padding = Literal["valid", "same"]
 
@@ -53,12 +53,14 @@ class Encoder(nn.Module):
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        skips = []
-        for block in self.blocks[:-1]:
+        skips: list[torch.Tensor] = []
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):  # (not self.blocks[:-1]: TorchScript cannot call a sliced ModuleList)
             x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        return self.dropout(self.blocks[-1](x)), skips
+            if i < last:
+                skips.append(x)
+                x = self.pool(x)
+        return self.dropout(x), skips
 
 
 def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -91,12 +93,43 @@ class Decoder(nn.Module):
         self.levels = nn.ModuleList(UpBlock(c_in, c_out, padding) for c_in, c_out in zip(rev, rev[1:]))
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        for level, skip in zip(self.levels, reversed(skips)):
-            x = level(x, skip)
+        # (Indexing, not zip(self.levels, reversed(skips)): TorchScript zips a ModuleList only with another.)
+        for i, level in enumerate(self.levels):
+            x = level(x, skips[-1 - i])
         return x
 
 
-class UNet(nn.Module):
+class SizeChecked:
+    """The input-size check every network here runs first, for a class that defines ``_output_size_or_none(n)``
+    (the output side for input side `n`, None if invalid) and ``output_size(n)`` (the same, but a ValueError naming
+    the nearest valid sizes). Written so that `torch.jit.script` compiles it: TorchScript leaves out the branch after
+    ``torch.jit.is_scripting()``, where ``output_size`` builds its message with Python it cannot compile."""
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """ValueError naming the nearest valid sizes unless both spatial sides of `x` are valid."""
+        for n in [x.shape[-2], x.shape[-1]]:
+            if self._output_size_or_none(n) is None:
+                if torch.jit.is_scripting():
+                    below, above = self.nearest_valid_sizes(n)
+                    if below == 0:
+                        raise ValueError(f"input size {n} is too small for this network; the smallest valid size "
+                                         f"is {above}")
+                    raise ValueError(f"input size {n} is not valid for this network; nearest valid sizes are "
+                                     f"{below} and {above}")
+                self.output_size(n)
+
+    def nearest_valid_sizes(self, n: int) -> tuple[int, int]:
+        """The largest valid input side below `n` (0 if none) and the smallest above it."""
+        below = n - 1
+        while below > 0 and self._output_size_or_none(below) is None:
+            below -= 1
+        above = n + 1
+        while self._output_size_or_none(above) is None:
+            above += 1
+        return below, above
+
+
+class UNet(SizeChecked, nn.Module):
     """The paper's U-Net. ``padding="same"`` gives the padded variant (output size = input size).
 
     Args:
@@ -120,9 +153,8 @@ class UNet(nn.Module):
         self.encoder = Encoder(in_channels, self.widths, padding, dropout)
         self.decoder = Decoder(self.widths, padding)
         self.head = nn.Conv2d(self.widths[0], out_channels, kernel_size=1)
-        # two 3x3 convolutions per Block, each losing 2 px when unpadded
-        self.geometry = Geometry(self.depth, 4 if padding == "valid" else 0,
-                                 f"U-Net ({padding} padding, depth {self.depth})")
+        self.shrink = 4 if padding == "valid" else 0  # two 3x3 convolutions per Block, each losing 2 px unpadded
+        self.geometry = Geometry(self.depth, self.shrink, f"U-Net ({padding} padding, depth {self.depth})")
         init_paper_(self)
 
     @property
@@ -131,12 +163,14 @@ class UNet(nn.Module):
         return len(self.widths) - 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.output_size(x.shape[-2])
-        self.output_size(x.shape[-1])
+        self.check_input(x)
         x, skips = self.encoder(x)
         return self.head(self.decoder(x, skips))
 
     # -- sizes: the arithmetic lives in unet_repro.geometry ------------------------------------------------------
+    def _output_size_or_none(self, n: int) -> Optional[int]:
+        return output_side(n, self.depth, self.shrink)
+
     def output_size(self, n: int) -> int:
         """Output side length for an input side length `n`; ValueError naming the nearest valid sizes if a 2x2
         pooling would see an odd (or empty) map."""

@@ -44,13 +44,14 @@ out_channels * k * k), zero biases, BatchNorm weight 1 and bias 0. Convolutions 
 """
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..geometry import Geometry
+from ..geometry import Geometry, output_side
+from .unet import SizeChecked
 
 Interpolation = Literal["bilinear", "nearest"]
 
@@ -96,15 +97,19 @@ def unet_widths(base_width: int, depth: int) -> tuple[int, ...]:
     return tuple(int(base_width) * 2 ** i for i in range(int(depth) + 1))
 
 
-class SizePreserving:
+class SizePreserving(SizeChecked):
     """Size helpers, as `UNet.output_size`/`input_size`, for a network with ``depth`` 2x down-samplings whose output
-    has the input's size: a side is valid iff it is a positive multiple of 2**depth (`unet_repro.geometry`)."""
+    has the input's size: a side is valid iff it is a positive multiple of 2**depth (`unet_repro.geometry`). The class
+    sets ``depth`` (an int; not declared here, as TorchScript cannot read a postponed class annotation)."""
 
-    depth: int
+    __jit_unused_properties__ = ["geometry"]  # Python only: TorchScript checks sizes with _output_size_or_none
 
     @property
     def geometry(self) -> Geometry:
         return Geometry(self.depth, 0, f"{type(self).__name__} (depth {self.depth})")
+
+    def _output_size_or_none(self, n: int) -> Optional[int]:
+        return output_side(n, self.depth, 0)
 
     def output_size(self, n: int) -> int:
         """Output side length (= `n`) for an input side length `n`; ValueError naming the nearest valid sizes if a 2x
@@ -115,10 +120,13 @@ class SizePreserving:
         """The input side length whose output side length is exactly `n` (= `n`; same ValueError)."""
         return self.geometry.input_size(n)
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """ValueError unless both spatial sides of `x` are valid."""
-        self.output_size(x.shape[-2])
-        self.output_size(x.shape[-1])
+
+class MaxUnpool2d(nn.MaxUnpool2d):
+    """`nn.MaxUnpool2d` that `torch.jit.script` compiles: TorchScript types the sizes by the class's annotations (an
+    int or a pair) and then fails an internal assert on the pair they hold (pytorch/pytorch#138418); as constants they
+    compile. The same layer otherwise."""
+
+    __constants__ = ["kernel_size", "stride", "padding"]
 
 
 # -- down- and up-sampling layers: down(x) -> (x, indices or None); up(x, indices) -> x --------------------------
@@ -162,7 +170,8 @@ class InterpolateUp(nn.Module):
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         align = False if self.mode == "bilinear" else None
-        return self.conv(F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=align))
+        # (scale_factor 2.0, not 2: TorchScript takes only a float.)
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode=self.mode, align_corners=align))
 
 
 class TransposedUp(nn.Module):
@@ -188,7 +197,7 @@ class UnpoolUp(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.unpool = nn.MaxUnpool2d(2, stride=2)
+        self.unpool = MaxUnpool2d(2, stride=2)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         if indices is None:
@@ -233,8 +242,9 @@ class PaddedUNet(SizePreserving, nn.Module):
             x, idx = down(x)
             indices.append(idx)
             x = block(x)
-        for up, block, skip, idx in zip(self.ups, self.up_blocks, reversed(skips), reversed(indices)):
-            x = block(torch.cat([skip, up(x, idx)], dim=1))
+        # (Indexing, not zip(..., reversed(skips)): TorchScript zips ModuleLists only with each other.)
+        for i, (up, block) in enumerate(zip(self.ups, self.up_blocks)):
+            x = block(torch.cat([skips[-1 - i], up(x, indices[-1 - i])], dim=1))
         return self.head(x)
 
 
@@ -277,6 +287,6 @@ class UNetDilated(PaddedUNet):
                          up=lambda a, b: TransposedUp(a, b, dilation=2))
 
 
-__all__ = ["ConvBNReLU", "ConvDown", "DoubleConv", "InterpolateUp", "PaddedUNet", "PoolDown", "SizePreserving",
-           "TransposedUp", "UNetDilated", "UNetSame", "UNetStrided", "UNetUnpool", "UnpoolUp", "init_kaiming_",
-           "unet_widths"]
+__all__ = ["ConvBNReLU", "ConvDown", "DoubleConv", "InterpolateUp", "MaxUnpool2d", "PaddedUNet", "PoolDown",
+           "SizePreserving", "TransposedUp", "UNetDilated", "UNetSame", "UNetStrided", "UNetUnpool", "UnpoolUp",
+           "init_kaiming_", "unet_widths"]
