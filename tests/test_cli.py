@@ -85,7 +85,13 @@ PARSERS = {
     "isbi_eval": lambda: cli_isbi_eval.build_parser(),
     "weightmap_demo": lambda: cli_weightmap_demo.build_parser(),
     "lr_range_test": lambda: cli_lr_range_test.build_parser(["--task", "isbi"]),
+    "export": lambda: __import__("unet_repro.cli.export", fromlist=["x"]).build_parser(),
+    "reproduce": lambda: __import__("unet_repro.cli.reproduce", fromlist=["x"]).build_parser(),
 }
+
+
+def test_every_command_is_in_the_help_test():
+    assert {name.replace("-", "_") for name in COMMANDS} <= set(PARSERS) | {"evaluate"}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

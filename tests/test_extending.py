@@ -153,7 +153,7 @@ def test_the_task_names_the_file_in_one_line(page, tmp_path):
     refused(tmp_path / "nowhere", DataNotFoundError, r"GlaS data not found at .*nowhere \(no train_N.bmp\); expected "
                                                      r"train_N.bmp .*--data-root DIR")
     root = write_glas(tmp_path / "glas")
-    refused(root, UsageError, r"--val-fraction \(0.0\)", DataOptions(val_fraction=0.0))
+    refused(root, UsageError, r"--val-fraction \(0.0, above 0\)", DataOptions(val_fraction=0.0))
     (root / "testA_2_anno.bmp").unlink()
     refused(root, DataError, r"testA_2.bmp has no annotation testA_2_anno.bmp beside it")
     Image.new("L", (44, 36)).save(root / "testA_2_anno.bmp")
@@ -205,10 +205,11 @@ def test_the_new_pieces_train_resume_score_and_load_through_the_entry_points(tmp
     (bad / "train_3_anno.bmp").unlink()
     runs = tmp_path / "runs"
     tiny = ["--model", "tiny", "--base-width", "4", "--loss", "soft_jaccard", "--device", "cpu"]
-    calls = [["--help"],
-             ["--data-root", str(glas), *tiny, "--epochs", "1", "--steps-per-epoch", "2", "--out", str(runs / "glas")],
-             ["--resume", str(runs / "glas" / "last.pt"), "--epochs", "2"],
-             ["--data-root", str(bad), *tiny, "--out", str(runs / "bad")]]
+    calls = [["--task", "glas", "--help"],
+             ["--task", "glas", "--data-root", str(glas), *tiny, "--epochs", "1", "--steps-per-epoch", "2", "--out",
+              str(runs / "glas")],
+             ["--task", "glas", "--resume", str(runs / "glas" / "last.pt"), "--epochs", "2"],
+             ["--task", "glas", "--data-root", str(bad), *tiny, "--out", str(runs / "bad")]]
     (tmp_path / "page.py").write_text(page_code())
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
     done = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path / "page.py"), json.dumps(calls)], cwd=tmp_path,

@@ -7,6 +7,7 @@ import sys
 
 # command name -> module of unet_repro.cli (the repository's shim: experiments/<name with _>.py)
 COMMANDS = {
+    "train": "train",
     "isbi": "isbi",
     "ph2": "ph2",
     "folder": "folder",

@@ -152,21 +152,21 @@ class Flag:
     field: str
     help: str
     type: Callable[[str], Any] | None = None
-    choices: Sequence[str] | None = None
+    choices: Sequence[str] | Callable[[], Sequence[str]] | None = None  # a callable: read when a parser is built
     flag: str | None = None  # for switches that turn a default-on setting off (--no-augment)
 
 
 # Every TrainConfig field a user may set, in the order of the help text, grouped.
 TRAIN_FLAGS: dict[str, list[Flag]] = {
     "network": [
-        Flag("model", "network", str, sorted(NETWORKS)),
+        Flag("model", "network", str, lambda: sorted(NETWORKS)),
         Flag("widths", "channels per level of the paper's U-Net, e.g. 16,32,64,128,256", int_list),
         Flag("base_width", "first-level channels, deeper levels double (the paper's U-Net: widths b,2b,4b,8b,16b)",
              int),
         Flag("dropout", "dropout probability at the end of the contracting path (paper's U-Net)", float),
         Flag("classes", "K >= 2: K classes, K output channels and a soft-max (default: one foreground class, one "
                         "output channel and a sigmoid)", int),
-        Flag("loss", "loss function", str, sorted(LOSSES)),
+        Flag("loss", "loss function", str, lambda: sorted(LOSSES)),
     ],
     "data and augmentation": [
         Flag("tile", "input tile side in pixels (572 in the paper; default: the tile rule of unet_repro.geometry)",
@@ -234,8 +234,9 @@ def add_train_flags(parser: argparse.ArgumentParser, task: Task, skip: Sequence[
                                    metavar=f.field.upper(), help=f.help if "default" in f.help else
                                    f"{f.help} (default: decided from the data)")
             else:
-                group.add_argument(flag_name(f.field), dest=f.field, type=f.type, choices=f.choices, default=None,
-                                   metavar=None if f.choices else f.field.upper(),
+                choices = f.choices() if callable(f.choices) else f.choices  # networks registered since import too
+                group.add_argument(flag_name(f.field), dest=f.field, type=f.type, choices=choices, default=None,
+                                   metavar=None if choices else f.field.upper(),
                                    help=f"{f.help} (presets: {preset_values(task, f.field)})")
 
 
@@ -271,9 +272,11 @@ def add_data_flags(parser: argparse.ArgumentParser, task: Task) -> None:
                            metavar="DIR" if kind is Path else None, help=f"{text} ({shown})" if shown else text)
 
 
-def data_options(args: argparse.Namespace) -> DataOptions:
-    """The data flags given, checked (`UsageError` naming the flag)."""
+def data_options(args: argparse.Namespace, task: Task | None = None) -> DataOptions:
+    """The data flags given, else the task's own defaults (`Task.data_defaults`), checked (`UsageError` naming the
+    flag)."""
     given = {f.name: getattr(args, f.name) for f in fields(DataOptions) if getattr(args, f.name, None) is not None}
+    given = {**(dict(task.data_defaults) if task is not None else {}), **given}
     size, seed = given.get("size"), given.get("split_seed")
     if size is not None and not 1 <= size <= 65536:
         raise UsageError(f"--size must be a side in pixels from 1 to 65536, got {size}")
@@ -386,7 +389,7 @@ def show_config(cfg: TrainConfig, note: str | None = None) -> None:
 def check_data(task: Task, args: argparse.Namespace) -> tuple[Path | None, DataInfo]:
     """The task's data folder (by `find_data_root`) and what its check found; raises the task's errors."""
     root = find_data_root(task, getattr(args, "data_root", None))
-    return root, task.check(root, data_options(args))
+    return root, task.check(root, data_options(args, task))
 
 
 def deadline(args: argparse.Namespace, started: float | None = None) -> float | None:
@@ -438,7 +441,7 @@ def configure(task: Task, args: argparse.Namespace, prog: str, argv: list[str] |
     if loaded is not None:
         cfg = replace(cfg, extra={**cfg.extra, "resumed": [*cfg.extra.get("resumed", []), record]})
     else:
-        data = {k: display_path(v) if isinstance(v, Path) else v for k, v in asdict(data_options(args)).items()
+        data = {k: display_path(v) if isinstance(v, Path) else v for k, v in asdict(data_options(args, task)).items()
                 if k in task.data_flags}
         cfg = replace(cfg, extra={"task": task.name, "preset": getattr(args, "preset", None) or task.default_preset,
                                   "data_root": display_path(root), **data, **record,
@@ -467,7 +470,7 @@ def plan_run(task: Task, args: argparse.Namespace, prog: str, argv: list[str] | 
                          f"train it longer, resume with a larger --epochs (it has {cfg.epochs})"
                          + (" or --patience" if cfg.patience else ""))
     check_run_dir(out, loaded.path if loaded else None, getattr(args, "overwrite", False))
-    options = data_options(with_saved_data_flags(task, args, loaded) if loaded else args)
+    options = data_options(with_saved_data_flags(task, args, loaded) if loaded else args, task)
     return RunPlan(task, cfg, out, loaded, done.root, options, done.info, getattr(args, "overwrite", False),
                    getattr(args, "tta", False), deadline(args), done.init)
 

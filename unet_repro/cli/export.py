@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ..export import DEFAULT_NORMALIZATION, ONNX_OPSET, export_onnx, export_torchscript, require_onnx, sidecar_path
+from ..data.intensity import RULE_LINES
+from ..export import ONNX_OPSET, export_onnx, export_torchscript, require_onnx, sidecar_path
 from ..training import load_trained
 from .common import make_parser, run_main
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> Path:
     trained = load_trained(args.checkpoint, device="cpu")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # The input scaling is that of unet_repro.data.intensity.normalize, the one every run here trains with.
-    options = dict(normalization=DEFAULT_NORMALIZATION, model_name=trained.config.model)
+    options = dict(normalization=RULE_LINES[trained.config.normalization], model_name=trained.config.model)
     if args.format == "onnx":
         export_onnx(trained.model, args.out, **options)
         what = f"ONNX, opset {ONNX_OPSET}"

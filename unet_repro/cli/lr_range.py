@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
         raise RunFolderError(f"{out} already holds a range test ({', '.join(n for n in OUTPUTS if (out / n).exists())});"
                              f" choose another --out or pass --overwrite")
     check_run_dir(out, None, overwrite=True)  # a file in the way of the folder is refused; a run in it is not ours
-    splits = task.load(done.root, data_options(args))
+    splits = task.load(done.root, data_options(args, task))
 
     # Set up exactly as training does (one tile per pass of the test: the first epoch's tiles, none seen twice).
     device = resolve_device(cfg.device)

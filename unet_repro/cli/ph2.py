@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
     out = args.out or Path("runs") / f"ph2-{preset}"
     cells = [(m, loss, s) for s in grid["seeds"] for m in grid["models"] for loss in grid["losses"]]
     plans = [plan_cell(args, prog, argv, out, *cell) for cell in cells]  # every cell checked before one trains
-    splits = PH2.load(root, data_options(args))
+    splits = PH2.load(root, data_options(args, PH2))
     main = Distributed.from_env().is_main
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ def plan_cell(args: argparse.Namespace, prog: str, argv: list[str] | None, out: 
         raise RunFolderError(f"{cell_dir} holds a run of other settings or data than this grid's; choose another "
                              f"--out, or pass --overwrite to replace the whole grid")
     if is_finished(cell_dir):  # reused as it is: a plan only to say where it is
-        return RunPlan(PH2, wanted.cfg, cell_dir, None, wanted.root, data_options(cell), wanted.info)
+        return RunPlan(PH2, wanted.cfg, cell_dir, None, wanted.root, data_options(cell, PH2), wanted.info)
     return plan_run(PH2, cell, prog, argv, out=cell_dir, resume=last)
 
 

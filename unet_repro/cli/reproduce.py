@@ -58,15 +58,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=["auto", "paper", "cpu", "quick"], default="auto",
                         help="auto: paper on a GPU, cpu on a CPU; quick: minutes, to see the pipeline")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    short = parser.add_argument_group("for short runs (passed on to every training)")
-    short.add_argument("--epochs", type=int)
-    short.add_argument("--steps-per-epoch", type=int)
-    short.add_argument("--widths", type=str, metavar="A,B,..")
-    short.add_argument("--base-width", type=int)
-    short.add_argument("--batch-size", type=int)
-    short.add_argument("--workers", type=int)
-    short.add_argument("--tile", type=int)
-    short.add_argument("--lr", type=float)
+    short = parser.add_argument_group("for short runs (passed on to every training; default: the presets')")
+    for flag, kind, text in (("--epochs", int, "epochs"), ("--steps-per-epoch", int, "forward passes per epoch"),
+                             ("--widths", str, "the U-Net's channels per level, e.g. 16,32,64,128,256"),
+                             ("--base-width", int, "first-level channels (PH2's network)"),
+                             ("--batch-size", int, "tiles per forward pass"), ("--workers", int, "data workers"),
+                             ("--tile", int, "input tile side"), ("--lr", float, "learning rate")):
+        short.add_argument(flag, type=kind, help=f"{text} (default: the preset's)")
     short.add_argument("--size", type=int, help="PH2 image side (default 256)")
     return parser
 

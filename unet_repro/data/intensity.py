@@ -3,11 +3,11 @@ prediction alike.
 
 Two named rules (`RULES`); a run records the name of its rule and prediction applies the same one:
 
-* ``"range"`` (ISBI-2012, PH2 and, by default, own data): the dtype's range to [0, 1]: uint8 / 255, uint16 / 65535,
+* ``"range"`` (ISBI-2012 and PH2): the dtype's range to [0, 1]: uint8 / 255, uint16 / 65535,
   bool as 0/1, float as it is (expected in [0, 1]). The same scaling for every image, so an image's absolute
   brightness is kept. Other integer dtypes (int16, uint32, ...) have no range this rule could take: refused.
-* ``"percentile"`` (own microscopy data, especially 12/16-bit and float images whose values use only part of the
-  dtype's range): per image, ``(x - p_low) / (p_high - p_low)`` with ``p_low``, ``p_high`` the 1st and 99.8th
+* ``"percentile"`` (own data, the folder task's presets: microscopy images, 8-bit or 12/16-bit and float ones whose
+  values use only part of the dtype's range): per image, ``(x - p_low) / (p_high - p_low)`` with ``p_low``, ``p_high`` the 1st and 99.8th
   percentiles of all its pixels, all channels together (so that the ratios between an RGB image's channels
   survive), not clipped: a few pixels lie below 0 or above 1. As csbdeep/StarDist's ``normalize(x, 1, 99.8)``.
   Guard for (nearly) constant images: when ``p_high == p_low`` the image's minimum and maximum are used instead,
@@ -15,9 +15,9 @@ Two named rules (`RULES`); a run records the name of its rule and prediction app
 
 The percentile rule must see a whole image: a training tile or a prediction window has other percentiles than
 its image. So a data reader applies it to each whole image before tiles are cut (then the images are float32 and
-`normalize(tile)` with the default rule leaves them as they are). Its output is not confined to [0, 1]; the
-gray-value augmentation (`unet_repro.augment.intensity_transforms`) clips float input to [0, 1] and refuses input
-outside it.
+`normalize(tile)` with the default rule leaves them as they are: `prepare_image`). Its output is not confined to
+[0, 1]; the gray-value augmentation maps such a tile onto [0, 1] by its own range and back
+(`unet_repro.augment.within_unit_range`).
 
 Output: float32, the input's shape ((H, W) or (H, W, C)).
 """

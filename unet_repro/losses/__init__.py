@@ -4,6 +4,11 @@ Every loss is an ``nn.Module`` called as ``loss(logits, target, weight=None)`` w
 (B, 1, H, W) and returning a scalar. Only :class:`WeightedBCEWithLogitsLoss` (the paper's energy function) uses
 ``weight``, the paper's pixel weight map; the others accept and ignore it, so a training loop can call any of them
 the same way. :func:`build_loss` builds one by name from :data:`LOSSES`.
+
+A loss class says what it can do with two class attributes (a new loss is one entry in `LOSSES`):
+``uses_weight_map`` (True: the training loop computes the paper's weight map and passes it; default False) and
+``k_classes`` (True: it takes K logits (B, K, H, W) and a class-index target, so ``--classes K`` may use it; default
+False).
 """
 from __future__ import annotations
 
@@ -26,15 +31,14 @@ LOSSES: dict[str, type[nn.Module]] = {
 }
 
 
-# The losses that use the paper's pixel weight map (the others ignore the weight argument).
-WEIGHT_MAP_LOSSES = frozenset({"weighted_bce"})
-# The losses with a K-class form (soft-max cross-entropy); the others are written for one foreground channel.
-K_CLASS_LOSSES = frozenset({"weighted_bce", "bce"})
-
-
 def uses_weight_map(name: str) -> bool:
     """Whether the loss registered under `name` uses the weight map (only then is it worth computing)."""
-    return name.strip().lower() in WEIGHT_MAP_LOSSES
+    return bool(getattr(LOSSES[name.strip().lower()], "uses_weight_map", False))
+
+
+def k_class_losses() -> list[str]:
+    """The names of the losses with a K-class form (``k_classes``), sorted."""
+    return sorted(name for name, loss in LOSSES.items() if getattr(loss, "k_classes", False))
 
 
 def build_loss(name: str, **options) -> nn.Module:
@@ -51,5 +55,5 @@ def build_loss(name: str, **options) -> nn.Module:
 
 __all__ = [
     "BCEWithLogitsLoss", "ComboLoss", "DiceLoss", "FocalLoss", "LOSSES", "TverskyLoss", "WeightedBCEWithLogitsLoss",
-    "K_CLASS_LOSSES", "WEIGHT_MAP_LOSSES", "build_loss", "uses_weight_map",
+    "build_loss", "k_class_losses", "uses_weight_map",
 ]

@@ -39,6 +39,7 @@ class BCEWithLogitsLoss(nn.Module):
     """
 
     pos_weight: torch.Tensor | None
+    k_classes = True
 
     def __init__(self, pos_weight: float | torch.Tensor | None = None) -> None:
         super().__init__()

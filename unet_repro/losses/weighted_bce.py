@@ -46,5 +46,8 @@ class WeightedBCEWithLogitsLoss(nn.Module):
     all ones (plain cross-entropy).
     """
 
+    uses_weight_map = True
+    k_classes = True
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return cross_entropy(logits, target, weight)

@@ -22,7 +22,7 @@ Every network compiles with `torch.jit.script` and exports to ONNX (`unet_repro.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 from torch import nn
 
@@ -86,7 +86,20 @@ NETWORKS: dict[str, Network] = {
     "segnet": _baseline(SegNet, "SegNet", 5, "SegNet (max-unpooling)"),
     "segnet_nearest": _baseline(segnet_nearest, "SegNet", 5, "SegNet, nearest-neighbour up-sampling"),
 }
-MODELS: dict[str, Callable[..., nn.Module]] = {name: net.build for name, net in NETWORKS.items()}
+class _Builders(Mapping[str, Callable[..., nn.Module]]):
+    """`MODELS`: name -> build function, a live view of `NETWORKS` (networks registered later are in it too)."""
+
+    def __getitem__(self, name: str) -> Callable[..., nn.Module]:
+        return NETWORKS[name].build
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(NETWORKS)
+
+    def __len__(self) -> int:
+        return len(NETWORKS)
+
+
+MODELS: Mapping[str, Callable[..., nn.Module]] = _Builders()
 
 
 def build_model(name: str, **options: Any) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 from ..errors import ConfigError
 from ..geometry import Geometry, Tile
 from ..data.masks import KINDS as MASK_KINDS
-from ..losses import K_CLASS_LOSSES, LOSSES
+from ..losses import LOSSES, k_class_losses
 from ..models import NETWORKS
 from ..weightmap import PAPER_SIGMA, PAPER_W0
 
@@ -151,8 +151,8 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.mask_kind == "classes" or cfg.classes in (None, 2), "classes",
          f"is {cfg.classes} but the masks are {cfg.mask_kind}, which have two classes (background, foreground)",
          "use --classes 2 or leave it out")
-    need(cfg.classes is None or cfg.loss in K_CLASS_LOSSES, "loss",
-         f"{cfg.loss!r} has no form for K classes here", f"with --classes use {' or '.join(sorted(K_CLASS_LOSSES))}")
+    need(cfg.classes is None or cfg.loss in k_class_losses(), "loss",
+         f"{cfg.loss!r} has no form for K classes here", f"with --classes use {' or '.join(k_class_losses())}")
     need(cfg.workers is None or (_whole(cfg.workers) and cfg.workers >= 0), "workers",
          f"must be a whole number >= 0, got {cfg.workers!r}")
     need(_whole(cfg.patience) and cfg.patience >= 0, "patience", f"must be a whole number >= 0, got {cfg.patience!r}")
