@@ -9,7 +9,7 @@ The public API::
 `load_model` the network of a saved checkpoint. Datasets live in `unet_repro.tasks`, metrics in
 `unet_repro.metrics`, the command-line entry points in `unet_repro.cli`.
 """
-__version__ = "0.2.0"
+from .version import __version__  # noqa: E402
 
 from .inference import predict_tiled  # noqa: E402
 from .losses import (LOSSES, BCEWithLogitsLoss, ComboLoss, DiceLoss, FocalLoss, TverskyLoss,  # noqa: E402

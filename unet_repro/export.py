@@ -51,7 +51,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from .version import __version__
 from .errors import UsageError
 from .files import atomic_write
 from .models import SizeChecked

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .data.root import DATA_ENV
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]

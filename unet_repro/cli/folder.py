@@ -1,48 +1,39 @@
 """Train on your own data: a folder of images and a folder of masks paired by file name.
 
     python -m experiments.folder --images my_data/images --masks my_data/masks
-    python -m experiments.folder --images imgs --masks masks --model unet_same --loss dice --size 256
+    python -m experiments.folder --images imgs --masks labels --mask-kind instances --border-width 2
+    python -m experiments.folder --images imgs --masks classes --classes 3
     python -m experiments.folder --resume runs/folder-quick/last.pt --epochs 40
-    python -m experiments.predict --checkpoint runs/folder-quick/best.pt --image imgs/case_007.png
+    python -m experiments.folder --images new_imgs --masks new_masks --init-from runs/folder-quick/best.pt --lr 1e-4
 
-Images: 8-bit gray or RGB (PNG/TIFF/BMP/JPEG); masks: 8-bit with foreground = nonzero (0/1 or 0/255), named like
-their image (or with a _mask suffix). The images are split at random (--split-seed) into training, validation
-(--val-fraction) and test (--test-fraction) images; the split is saved in final_metrics.json. Training is the
-paper's by default (U-Net, border weight map, elastic augmentation, random tiles with mirrored context); any
-registered --model and --loss can be used. At the end the best checkpoint is scored on the validation and test
-images.
+Images: PNG, TIFF (multi-page stacks: one image per page), BMP or JPEG; 8- or 16-bit, float; gray, RGB or C channels;
+scaled per image by their percentiles (--normalization). Masks, paired with the images by file name: binary masks
+(foreground = nonzero), instance labels (each value one object; separation borders are drawn between touching
+objects, as the paper's training target) or class masks (0..K-1), decided from the masks (--mask-kind forces it);
+the run's first lines say what was read (docs/own-data.md: the reading rule). The images are split at random
+(--split-seed) into training, validation (--val-fraction) and test (--test-fraction) images; the split is saved in
+final_metrics.json. Training is the paper's by default (U-Net, border weight map, elastic augmentation, random tiles
+with mirrored context); any registered --model and --loss can be used. At the end the best checkpoint is scored on
+the validation and test images (with object-level scores for instance labels).
 """
 from __future__ import annotations
 
 import argparse
 
 from ..tasks import FOLDER
-from ..runs import run_and_score
-from .common import add_data_flags, add_run_flags, add_train_flags, make_parser, plan_run, run_main
+from .common import make_parser, run_main
+from .train import add_task_flags, train_task
 
 PROG = "python -m experiments.folder"
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = make_parser(prog, PROG, __doc__)
-    add_train_flags(parser, FOLDER)
-    add_data_flags(parser, FOLDER)
-    add_run_flags(parser, FOLDER)
-    parser.add_argument("--tta", action="store_true",
-                        help="score with the average over the 8 symmetries of the square")
-    return parser
-
-
-def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
-    plan = plan_run(FOLDER, args, prog, argv)
-    if plan is None:
-        return {}
-    return run_and_score(plan, FOLDER.load(None, plan.options))
+    return add_task_flags(make_parser(prog, PROG, __doc__), FOLDER)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     parser = build_parser(prog)
-    return run_main(lambda: run(parser.parse_args(argv), parser.prog, argv))
+    return run_main(lambda: train_task(FOLDER, parser.parse_args(argv), parser.prog, argv))
 
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["build_parser", "main"]

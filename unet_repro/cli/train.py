@@ -14,21 +14,14 @@ from __future__ import annotations
 import argparse
 
 from ..runs import run_and_score
-from ..tasks import TASKS, get_task
+from ..tasks import TASKS, Task, get_task
 from .common import Parser, add_data_flags, add_run_flags, add_train_flags, make_parser, plan_run, run_main
 
 PROG = "python -m experiments.train"
 
 
-def build_parser(argv: list[str] | None, prog: str | None = None) -> argparse.ArgumentParser:
-    # The flags depend on the task (its presets and data flags): read --task first.
-    pre = Parser(prog=prog or PROG, add_help=False)
-    pre.add_argument("--task", choices=sorted(TASKS), default="isbi")
-    known, _ = pre.parse_known_args(argv)
-    task = get_task(known.task)
-    parser = make_parser(prog, PROG, __doc__)
-    parser.add_argument("--task", choices=sorted(TASKS), default="isbi",
-                        help="the dataset and how to train on it (default: isbi)")
+def add_task_flags(parser: argparse.ArgumentParser, task: Task) -> argparse.ArgumentParser:
+    """Every flag a run of `task` takes: the shared training flags, the task's data flags, the run flags, --tta."""
     add_train_flags(parser, task)
     add_data_flags(parser, task)
     add_run_flags(parser, task)
@@ -37,12 +30,27 @@ def build_parser(argv: list[str] | None, prog: str | None = None) -> argparse.Ar
     return parser
 
 
-def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
-    task = get_task(args.task)
+def build_parser(argv: list[str] | None, prog: str | None = None) -> argparse.ArgumentParser:
+    # The flags depend on the task (its presets and data flags): read --task first.
+    pre = Parser(prog=prog or PROG, add_help=False)
+    pre.add_argument("--task", choices=sorted(TASKS), default="isbi")
+    known, _ = pre.parse_known_args(argv)
+    parser = make_parser(prog, PROG, __doc__)
+    parser.add_argument("--task", choices=sorted(TASKS), default="isbi",
+                        help="the dataset and how to train on it (default: isbi)")
+    return add_task_flags(parser, get_task(known.task))
+
+
+def train_task(task: Task, args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
+    """Plan (every check first), load the data, train and score: a run of `task`."""
     plan = plan_run(task, args, prog, argv)
     if plan is None:
         return {}
     return run_and_score(plan, task.load(plan.root, plan.options))
+
+
+def run(args: argparse.Namespace, prog: str, argv: list[str] | None) -> dict:
+    return train_task(get_task(args.task), args, prog, argv)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
@@ -50,4 +58,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     return run_main(lambda: run(parser.parse_args(argv), parser.prog, argv))
 
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["add_task_flags", "build_parser", "main", "run", "train_task"]

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .. import __version__
+from ..version import __version__
 from ..errors import DataError, DataNotFoundError, UsageError
 from ..files import atomic_write
 from .masks import binarize_mask
