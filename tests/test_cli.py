@@ -87,6 +87,7 @@ PARSERS = {
     "lr_range_test": lambda: cli_lr_range_test.build_parser(["--task", "isbi"]),
     "export": lambda: __import__("unet_repro.cli.export", fromlist=["x"]).build_parser(),
     "reproduce": lambda: __import__("unet_repro.cli.reproduce", fromlist=["x"]).build_parser(),
+    "train": lambda: __import__("unet_repro.cli.train", fromlist=["x"]).build_parser(["--task", "folder"]),
 }
 
 
