@@ -43,7 +43,8 @@ Forced: ``kind="binary"`` (foreground = nonzero; JPEG by the lossy rule), ``"ins
 refused as instances or classes (lossy values cannot be read as labels).
 
 Checks on the set, each refused in one line naming files: no mask has any foreground; every pixel of every mask is
-foreground (nothing to tell apart); a class 0..K-1 never appears, or a value is not below K (classes); values above
+foreground (nothing to tell apart; instance labels may tile the image with touching objects, between which the
+separation borders draw the background, unless each mask is one object); a class 0..K-1 never appears, or a value is not below K (classes); values above
 the canonical dtype. (The checks against the images, size and "the image given as mask", are made where masks meet
 their images: `unet_repro.data.folder`.)
 
@@ -375,7 +376,10 @@ def _check_set(masks: list[np.ndarray], hists: list, names: list[str], kind: str
         if foreground == 0:
             raise DataError(f"none of the {len(masks)} masks ({some_names(names)}) has a {what} (nonzero) pixel; the "
                             f"network needs foreground to learn from: check the masks folder")
-        if foreground == pixels:
+        # Instance labels may tile the whole image (touching cells, as in epithelia or EM): the separation borders
+        # drawn between them give the background; only one object filling everything leaves nothing to tell apart.
+        single = all(len(c) <= 1 for _, c in hists)
+        if foreground == pixels and (kind == "binary" or single):
             raise DataError(f"every pixel of the {len(masks)} masks ({some_names(names)}) is {what} (nonzero): nothing "
                             f"to tell apart; background must be 0")
         return
