@@ -134,3 +134,15 @@ def test_own_class_masks_train_k_channels_and_report_per_class(own, tmp_path):
     assert probs.ndim == 4 and probs.shape[1] == 3 and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
     with tifffile.TiffFile(out / "heldout_prob.tif") as f:
         assert f.series[0].axes in ("ZCYX", "CYX")  # a Z of one image is dropped from the axes
+
+
+def test_the_touching_cells_experiment_runs_and_reports_every_arm(isbi_root, tmp_path):
+    from experiments import touching_cells
+    report = touching_cells.main(["--data-root", str(isbi_root), "--out", str(tmp_path / "tc"), "--val-slices", "1",
+                                  "--widths", "4,8,16", "--epochs", "1", "--steps-per-epoch", "1",
+                                  "--arms", "instances,binary"])
+    assert set(report["arms"]) == {"instances", "binary"} and report["held_out_slices"] == [3]
+    for arm in report["arms"].values():
+        assert 0 <= arm["f1"] <= 1 and arm["n_true"] > 1
+    assert (tmp_path / "tc" / "touching_cells.png").stat().st_size > 0
+    assert "| instances |" in (tmp_path / "tc" / "touching_cells.md").read_text()
