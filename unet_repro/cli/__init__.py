@@ -11,6 +11,7 @@ COMMANDS = {
     "ph2": "ph2",
     "folder": "folder",
     "predict": "predict",
+    "evaluate": "evaluate",
     "isbi-eval": "isbi_eval",
     "lr-range-test": "lr_range",
     "weightmap-demo": "weightmap_demo",
