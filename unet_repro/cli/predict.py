@@ -9,8 +9,8 @@ Inputs: image files (PNG, TIFF, BMP, JPEG; gray or RGB as the network was traine
 by `unet_repro.data.images`), folders (their image files; hidden files and files that are not images are refused by
 name, subfolders are not read) and quoted globs (each match is a file or folder input). Every image, and every page
 of a multi-page TIFF stack, is predicted with the run's own intensity rule and precision. For an input
-``<name>.<ext>``, three ImageJ TIFFs that Fiji and napari open as they are go into --out (a stack in gives stacks
-out, pages on Z in the file's order; see `unet_repro.prediction`):
+``<name>.<ext>``, three ImageJ TIFFs that Fiji and napari open as they are go into --out (default: predictions; a
+stack in gives stacks out, pages on Z in the file's order; see `unet_repro.prediction`):
 
   <name>_prob.tif    float32 probabilities: P(foreground), or for a K-class network one channel per class
   <name>_mask.tif    uint8 0/1: 1 where P(foreground) > --threshold (0/1, as napari and the package read masks;
@@ -58,7 +58,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="image files, folders of images, or quoted globs (required: at least one, or --image)")
     parser.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="best.pt or last.pt of a run")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+    parser.add_argument("--out", type=Path, default=Path("predictions"), metavar="DIR",
                         help="folder for the <name>_prob.tif, _mask.tif and _labels.tif of every input")
     parser.add_argument("--image", type=str, action="append", default=[], metavar="FILE",
                         help="another input, as a positional INPUT; may be repeated (default: none)")
