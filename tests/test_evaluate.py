@@ -233,7 +233,7 @@ def test_predict_then_evaluate_equals_evaluate_with_the_checkpoint(binary_ckpt, 
 
 @pytest.mark.parametrize("case,code,words", [
     ("unpaired prediction", 1, "no masks for other in"), ("unpaired truth", 1, "no prediction for extra.png"),
-    ("size", 1, "is 8x8 but cell is 9x8"), ("no predictions", 1, "holds no predictions"),
+    ("size", 1, "cell.png is 8x8 but its prediction cell is 9x8"), ("no predictions", 1, "holds no predictions"),
     ("labels missing", 1, "cell_labels.tif is missing beside cell_mask.tif"),
     ("both", 2, "either --pred DIR"), ("neither", 2, "either --pred DIR"),
     ("threshold with pred", 2, "--threshold appl(ies) when predicting"),

@@ -295,3 +295,13 @@ def test_device_cuda_without_cuda_is_refused(binary_ckpt, two_images, tmp_path, 
 def test_threshold_is_refused_for_a_k_class_network(class_ckpt, two_images, tmp_path, capsys):
     code, err = fails([*ckpt_args(class_ckpt, tmp_path / "out"), "--threshold", "0.3", str(two_images)], capsys)
     assert code == 2 and "--threshold applies to one-channel networks" in err and "3 classes" in err
+
+
+def test_the_batch_benchmark_runs_and_says_what_it_compares(capsys):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import predict_batch
+    assert predict_batch.main(["--images", "2", "--size", "64", "--repeats", "1", "--widths", "4,8"]) == 0
+    out = capsys.readouterr().out
+    assert "round 1: predict" in out and "predict_tiled loop" in out and "ratio" in out
+    assert "what predict adds, median per image: read PNG" in out and "write 3 TIFFs" in out

@@ -167,10 +167,20 @@ def page_names(name: str, pages: int) -> list[str]:
     return [name] if pages == 1 else [f"{name}[{k}]" for k in range(pages)]
 
 
-def check_pages(truth: list[RawMask], truth_path: Path, pages: int, source: Path) -> None:
+def check_pages(truth: list[RawMask], truth_path: Path, pages: int, source: Path, what: str) -> None:
+    """`DataError` when a truth file has another number of pages than its `what` (its prediction, its image)."""
     if len(truth) != pages:
-        raise DataError(f"{truth_path} has {len(truth)} page(s) but its prediction {source} has {pages}; a stack "
+        raise DataError(f"{truth_path} has {len(truth)} page(s) but its {what} {source} has {pages}; a stack "
                         f"pairs with a stack of as many pages")
+
+
+def check_sizes(pairs: list[tuple[str, tuple[int, ...], str, tuple[int, ...]]], what: str) -> None:
+    """`DataError` naming the first (name, shape, truth name, truth shape) whose `what` (its prediction, its
+    image) and truth differ in size."""
+    for name, shape, truth_name, truth_shape in pairs:
+        if shape[:2] != truth_shape[:2]:
+            raise DataError(f"{truth_name} is {truth_shape[1]}x{truth_shape[0]} but its {what} {name} is "
+                            f"{shape[1]}x{shape[0]}; a truth mask must have its image's size")
 
 
 # -- the predictions -----------------------------------------------------------------------------------------------
@@ -196,7 +206,7 @@ def from_predictions(args: argparse.Namespace) -> list[Scored]:
             raise DataError(f"{files[name]['mask']} and {files[name]['labels']} differ in pages or size; predict "
                             f"them again")
         truth = read_mask_file(truths[name])
-        check_pages(truth, truths[name], len(masks), files[name]["mask"])
+        check_pages(truth, truths[name], len(masks), files[name]["mask"], "prediction")
         for k, (page, t, m, lab) in enumerate(zip(page_names(name, len(masks)), truth, masks, labels)):
             scored.append(Scored(page, t, m, lab, (images[name], k) if name in images else None))
     return scored
@@ -220,9 +230,9 @@ def checkpoint_inputs(args: argparse.Namespace) -> tuple[Trained, float, list[tu
         image = read_image_file(image_path)
         check_image(image, trained)
         truth = read_mask_file(truth_path)
-        check_pages(truth, truth_path, image.pages, image_path)
+        check_pages(truth, truth_path, image.pages, image_path, "image")
         check_sizes([(page, plane.shape, t.name, t.shape)
-                     for page, plane, t in zip(image.names(full=True), image.planes, truth)])
+                     for page, plane, t in zip(image.names(full=True), image.planes, truth)], "image")
         read.append((name, image_path, truth))
     return trained, threshold, read
 
@@ -254,17 +264,10 @@ def check_predicted_classes(scored: list[Scored], mask_set: MaskSet) -> None:
     for s in scored:
         top = int(s.mask.max())
         if top >= k:
+            hint = "predict writes masks as 0/1" if k == 2 and top == 255 else \
+                "compare predictions of a network trained on masks of this kind"
             raise DataError(f"{s.name}: the predicted mask holds class {top}, but the truth masks are {mask_set.kind} "
-                            f"({k} classes: 0..{k - 1}); compare predictions of a network trained on masks of this "
-                            f"kind")
-
-
-def check_sizes(scored_or_pairs: list[tuple[str, tuple[int, ...], str, tuple[int, ...]]]) -> None:
-    """`DataError` naming the first image whose prediction (or image) and truth differ in size."""
-    for name, shape, truth_name, truth_shape in scored_or_pairs:
-        if shape[:2] != truth_shape[:2]:
-            raise DataError(f"{truth_name} is {truth_shape[1]}x{truth_shape[0]} but {name} is {shape[1]}x{shape[0]}; "
-                            f"a truth mask must have its image's size")
+                            f"({k} classes: 0..{k - 1}); {hint}")
 
 
 # -- writing -------------------------------------------------------------------------------------------------------
@@ -387,7 +390,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, prog: str) -> Evaluati
     if args.pred is not None:
         scored = from_predictions(args)
         raw = [s.truth for s in scored]
-        check_sizes([(s.name, s.mask.shape, s.truth.name, s.truth.shape) for s in scored])
+        check_sizes([(s.name, s.mask.shape, s.truth.name, s.truth.shape) for s in scored], "prediction")
     else:
         trained, threshold, read = checkpoint_inputs(args)
         raw = [t for _, _, truth in read for t in truth]
