@@ -19,9 +19,11 @@ precision the checkpoint's run decides (float32 on a CPU without native bf16):
 Timing: after one untimed call of each (on 2 images), ``--repeats`` rounds that each run both sides once, in
 alternating order (so that load from other processes hits them alike); medians and their ratio, of the wall time
 and of the process's CPU time (all its threads; less affected than the wall time when other processes share the
-cores). The target is a ratio of at most 1.15. The untrained network's map is fine-grained noise about 0.5: some
-60,000 specks per 512 x 512 image become objects, far more than a real mask has (labelling them takes about 2 ms). Then, in one more untimed pass over the images, the median time per image of each step the
-command adds to the network: reading a PNG, the mask and labels, writing the three TIFFs.
+cores). The target is a ratio of at most 1.15. Then, in one more untimed pass over the images, the median time per
+image of each step the command adds to the network: reading a PNG, the mask and labels, writing the three TIFFs.
+
+The untrained network's map is fine-grained noise about 0.5: some 60,000 specks per 512 x 512 image become objects,
+far more than a real mask has (labelling them takes about 1.5 ms).
 """
 from __future__ import annotations
 

@@ -130,8 +130,10 @@ def test_instance_truth_and_a_stack_agree_with_the_metrics_modules(tmp_path):
     Image.fromarray(cases[0][0]).save(tmp_path / "truth" / "a.png")  # 16-bit PNG labels
     tifffile.imwrite(tmp_path / "truth" / "b_mask.tif", np.stack([cases[1][0], cases[2][0]]))  # a 2-page stack
     write_prediction(tmp_path / "pred", "a", [(cases[0][1] > 0).astype(np.uint8)], [cases[0][1]])
-    write_prediction(tmp_path / "pred", "b", [(c[1] > 0).astype(np.uint8) for c in cases[1:]], [c[1] for c in cases[1:]])
-    evaluate.main(["--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"), "--out", str(tmp_path / "out")])
+    write_prediction(tmp_path / "pred", "b", [(c[1] > 0).astype(np.uint8) for c in cases[1:]],
+                     [c[1] for c in cases[1:]])
+    evaluate.main(["--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"), "--out",
+                   str(tmp_path / "out")])
     truths, preds = [c[0] for c in cases], [c[1] for c in cases]
     pixels = class_report([(t > 0).astype(np.uint8) for t in truths], [(p > 0).astype(np.uint8) for p in preds], 2)
     objects = object_report(truths, preds)
@@ -186,7 +188,8 @@ def test_class_truth_with_a_checkpoint_agrees_with_the_metrics_modules(class_ckp
         Image.fromarray(image).save(tmp_path / "images" / f"c{i}.png")
         Image.fromarray(c).save(tmp_path / "truth" / f"c{i}.png")
     evaluate.main(["--checkpoint", str(class_ckpt), "--images", str(tmp_path / "images"), "--truth",
-                   str(tmp_path / "truth"), "--out", str(tmp_path / "out"), "--mask-kind", "classes", "--device", "cpu"])
+                   str(tmp_path / "truth"), "--out", str(tmp_path / "out"), "--mask-kind", "classes",
+                   "--device", "cpu"])
     trained = load_trained(class_ckpt, device="cpu")
     preds = [trained.predict(image).argmax(axis=0) for image in images]
 
