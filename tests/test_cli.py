@@ -194,9 +194,9 @@ def test_own_data_trains_resumes_and_predicts(tmp_path, model, loss, rgb):
     assert result["config"]["in_channels"] == (3 if rgb else 1) and "test" in result
     folder.main(["--resume", str(out / "last.pt"), "--epochs", "2"])  # the data flags come from the checkpoint
     assert len(json.loads((out / "config.json").read_text())["changes"]) == 1
-    png = predict.main(["--checkpoint", str(out / "best.pt"), "--image", str(images / "case_01.png"),
-                        "--out", str(tmp_path / "p.png")])
-    assert np.asarray(Image.open(png)).shape == (72, 72)
+    predict.main(["--checkpoint", str(out / "best.pt"), "--image", str(images / "case_01.png"),
+                  "--out", str(tmp_path / "p")])
+    assert tifffile.imread(tmp_path / "p" / "case_01_prob.tif").shape == (72, 72)
 
 
 def test_own_data_with_a_missing_mask_names_the_file(tmp_path, capsys):
@@ -254,7 +254,7 @@ def test_non_editable_install_runs_the_documented_commands_from_outside_the_repo
     run(cli, "isbi", *data, *tiny, "--out", "run")
     run(cli, "isbi", "--resume", "run/last.pt", "--epochs", "2")
     run(str(py), "-m", "unet_repro", "predict", "--checkpoint", "run/best.pt", "--image",
-        str(isbi_root / "test-volume.tif"), "--out", "p.png")
+        str(isbi_root / "test-volume.tif"), "--out", "p")
     run(cli, "lr-range-test", *data, "--widths", "4,8,16", "--iters", "3", "--val-slices", "1", "--out", "lr")
     run(cli, "isbi", *data, "--widths", "4,8,16", "--epochs", "1", "--steps-per-epoch", "1", "--folds", "2",
         "--fold-list", "0", "--out", "cv")

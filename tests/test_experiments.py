@@ -36,14 +36,14 @@ def test_missing_data_says_where_and_how(tmp_path, capsys):
     assert str(tmp_path / "nothing") in message and "datasets/README.md" in message
 
 
-def test_predict_writes_probability_png(isbi_root, tmp_path):
+def test_predict_writes_probability_stack(isbi_root, tmp_path):
     out = tmp_path / "run"
     isbi.main(["--data-root", str(isbi_root), "--out", str(out), *TINY[:-6], "--epochs", "1",
                "--steps-per-epoch", "1", "--val-slices", "1", "--device", "cpu"])
-    png = predict.main(["--checkpoint", str(out / "best.pt"), "--image", str(isbi_root / "test-volume.tif"),
-                        "--slice", "1", "--out", str(tmp_path / "p.png"), "--npy"])
-    prob = np.load(tmp_path / "p.npy")
-    assert np.asarray(Image.open(png)).shape == prob.shape == (96, 96)
+    predict.main(["--checkpoint", str(out / "best.pt"), "--image", str(isbi_root / "test-volume.tif"),
+                  "--out", str(tmp_path / "p")])
+    prob = tifffile.imread(tmp_path / "p" / "test-volume_prob.tif")
+    assert prob.shape == (2, 96, 96) and prob.dtype == np.float32  # both slices of the stack
     assert 0 <= prob.min() and prob.max() <= 1
 
 

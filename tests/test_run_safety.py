@@ -275,15 +275,17 @@ def test_a_checkpoint_of_another_task_is_named(tmp_path, capsys):
 def test_an_rgb_image_for_a_gray_network_is_refused(run_dir, tmp_path, capsys):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "rgb.png")
     code, err = fails(predict.main, ["--checkpoint", str(run_dir / "best.pt"), "--image", str(tmp_path / "rgb.png"),
-                                     "--out", str(tmp_path / "p.png")], capsys)
+                                     "--out", str(tmp_path / "p")], capsys)
     assert code == 1 and "rgb.png is RGB" in err and "takes gray images" in err
 
 
 def test_predict_does_not_overwrite_an_existing_file(run_dir, isbi_root, tmp_path, capsys):
-    (tmp_path / "p.png").write_bytes(b"mine")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "test-volume_mask.tif").write_bytes(b"mine")
     code, err = fails(predict.main, ["--checkpoint", str(run_dir / "best.pt"), "--image",
-                                     str(isbi_root / "test-volume.tif"), "--out", str(tmp_path / "p.png")], capsys)
-    assert code == 2 and "--overwrite" in err and (tmp_path / "p.png").read_bytes() == b"mine"
+                                     str(isbi_root / "test-volume.tif"), "--out", str(tmp_path / "p")], capsys)
+    assert code == 2 and "--overwrite" in err and (tmp_path / "p" / "test-volume_mask.tif").read_bytes() == b"mine"
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["test-volume_mask.tif"]
 
 
 # -- logs and figures -----------------------------------------------------------------------------------------------

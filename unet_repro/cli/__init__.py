@@ -12,6 +12,7 @@ COMMANDS = {
     "ph2": "ph2",
     "folder": "folder",
     "predict": "predict",
+    "evaluate": "evaluate",
     "export": "export",
     "isbi-eval": "isbi_eval",
     "lr-range-test": "lr_range",
