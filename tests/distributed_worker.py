@@ -15,6 +15,7 @@ Each rank writes what `train` returned (or the error) to ``OUT/summary_rank<R>.j
 """
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -68,4 +69,6 @@ def main(out: Path, cfg: TrainConfig) -> None:
 
 
 if __name__ == "__main__":
+    # A rank that hangs (one waiting for the other) prints where it waits and exits, rather than outliving the test.
+    faulthandler.dump_traceback_later(100, exit=True)
     main(Path(sys.argv[1]), TrainConfig.from_dict(json.loads(sys.argv[2])))

@@ -64,15 +64,19 @@ def ddp_run(tmp_path_factory) -> Path:
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                f"--master_port={free_port()}", str(WORKER), str(out), json.dumps(asdict(DDP))]
-    # A session of its own, so that a hang ends with torchrun and both workers killed, not left behind.
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          start_new_session=True) as launch:
+    # Output to a file, not a pipe: a worker left behind (torchrun starts each in a session of its own) cannot keep
+    # the test waiting for the pipe's end. Each worker also exits by itself after 100 s (distributed_worker.py).
+    log_file = out / "torchrun.log"
+    with open(log_file, "w") as sink, subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                                      start_new_session=True) as launch:
         try:
-            log, _ = launch.communicate(timeout=120)
+            launch.wait(timeout=150)
         except subprocess.TimeoutExpired:
             os.killpg(launch.pid, signal.SIGKILL)
-            log, _ = launch.communicate()
-            pytest.fail("the 2-process run did not finish in 120 s (a rank waiting for the other?):\n" + log[-3000:])
+            launch.wait()
+            pytest.fail("the 2-process run did not finish in 150 s (a rank waiting for the other?):\n"
+                        + log_file.read_text()[-3000:])
+    log = log_file.read_text()
     assert launch.returncode == 0, log[-3000:]
     return out
 

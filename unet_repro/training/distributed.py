@@ -102,6 +102,7 @@ def process_group(dist: Distributed, device: torch.device) -> Iterator[None]:
         gc.collect()
         raise
     finally:
+        gc.collect()  # a DDP wrapper caught in a reference cycle (see above) goes before the group does
         torch.distributed.destroy_process_group()
 
 

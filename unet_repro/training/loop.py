@@ -158,7 +158,13 @@ def train(cfg: TrainConfig, images: Sequence[np.ndarray], labels: Sequence[np.nd
             net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         run = Run(cfg, run_dir, dist, setup, log, MetricsFile(run_dir / "metrics.csv", state.epoch)
                   if dist.is_main else None, net, samples, deadline, reserve_validations)
-        return train_epochs(run, state, val_images, val_labels, resumed=resume is not None)
+        try:
+            return train_epochs(run, state, val_images, val_labels, resumed=resume is not None)
+        finally:
+            # The DDP wrapper must be gone before the group is left: freed afterwards (when this frame ends), its
+            # reducer destroys the group while holding the GIL, which can deadlock with gloo's worker thread
+            # (pytorch/pytorch#56297; seen as a rank hanging after a finished run).
+            del run, net
 
 
 def decide_tile(cfg: TrainConfig, images: Sequence[np.ndarray]) -> TrainConfig:
