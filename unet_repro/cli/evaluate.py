@@ -50,7 +50,7 @@ from ..provenance import display_path, provenance
 from ..report import pyplot, save_figure
 from ..training import Trained, check_device, load_trained
 from .common import make_parser, run_main
-from .predict import check_image, predict_page
+from .predict import check_flags as check_prediction_flags, check_image, predict_page
 
 PROG = "python -m experiments.evaluate"
 FILES = ("per_image.csv", "summary.json", "evaluation.md", "worst.png")
@@ -217,14 +217,7 @@ def checkpoint_inputs(args: argparse.Namespace) -> tuple[Trained, float, list[tu
     checked before the network runs."""
     check_device(args.device or "auto")
     trained = load_trained(args.checkpoint, device=args.device or "auto")
-    if trained.config.classes is not None and args.threshold is not None:
-        raise UsageError(f"--threshold applies to one-channel networks; {trained.path} predicts "
-                         f"{trained.config.classes} classes, whose mask is the most probable class: leave it out")
-    threshold = 0.5 if args.threshold is None else args.threshold
-    if not 0 <= threshold < 1:
-        raise UsageError(f"--threshold must be in [0, 1), got {threshold}")
-    if (args.min_size or 0) < 0:
-        raise UsageError(f"--min-size must be a number of pixels >= 0, got {args.min_size}")
+    threshold = check_prediction_flags(args, trained)
     read = []
     for name, image_path, truth_path in pair_files(args.images, args.truth):
         image = read_image_file(image_path)

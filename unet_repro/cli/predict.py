@@ -179,7 +179,7 @@ def read_inputs(jobs: list[Job], trained: Trained) -> None:
 
 def check_flags(args: argparse.Namespace, trained: Trained) -> float:
     """The threshold to use; `UsageError` for flags this network or these outputs cannot take."""
-    if args.min_size < 0:
+    if (args.min_size or 0) < 0:  # evaluate's default is None (not given)
         raise UsageError(f"--min-size must be a number of pixels >= 0, got {args.min_size}")
     if trained.config.classes is not None and args.threshold is not None:
         raise UsageError(f"--threshold applies to one-channel networks; {trained.path} predicts "
