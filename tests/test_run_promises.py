@@ -114,6 +114,42 @@ def test_a_full_disk_while_writing_results_keeps_the_old_results_file(finished, 
     assert (finished / "heldout_prob.tif").read_bytes() == before and not list(finished.glob(".*.tmp"))
 
 
+def test_a_full_disk_names_the_file_being_written_not_its_temporary_copy(finished, monkeypatch, capsys):
+    from unet_repro import files as files_module
+
+    def full(fd):  # a write to a full disk raises without naming any file
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files_module.os, "fsync", full)
+    code, err = fails(isbi.main, ["--resume", str(finished / "last.pt"), "--epochs", "2"], capsys)
+    assert code == 1 and f"the disk is full (writing {finished}" in err and ".tmp" not in err
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_an_output_folder_under_a_file_is_one_line(command, finished, isbi_root, tmp_path, capsys):
+    from experiments import evaluate, export, predict
+    (tmp_path / "file").write_text("mine")
+    out = str(tmp_path / "file" / "sub")
+    image = str(isbi_root / "train-volume.tif")
+    for name, stack in (("imgs", "train-volume.tif"), ("truth", "train-labels.tif")):
+        (tmp_path / name).mkdir()
+        tifffile.imwrite(tmp_path / name / "s0.tif", tifffile.imread(isbi_root / stack)[0])
+    main, args = {"predict": (predict, ["--checkpoint", str(finished / "best.pt"), "--out", out, image]),
+                  "evaluate": (evaluate, ["--checkpoint", str(finished / "best.pt"), "--images",
+                                          str(tmp_path / "imgs"), "--truth", str(tmp_path / "truth"), "--out", out]),
+                  "export": (export, ["--checkpoint", str(finished / "best.pt"), "--format", "torchscript",
+                                      "--out", out + "/unet.pt"])}[command]
+    code, err = fails(main.main, args, capsys)
+    assert code == 2 and str(tmp_path / "file") in err and (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_time_limit_too_short_for_one_epoch_says_how_to_start_again(isbi_root, tmp_path, capsys):
+    args = ["--data-root", str(isbi_root), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY]
+    code, err = fails(isbi.main, [*args, "--time-limit", "0.00001"], capsys)
+    assert code == 2 and "left no time for one epoch" in err and "--overwrite" in err
+    isbi.main([*args, "--overwrite"])  # as the message says
+    assert (tmp_path / "run" / "final_metrics.json").exists()
+
+
 def test_out_of_memory_says_what_ran_out(isbi_root, tmp_path, monkeypatch, capsys):
     def oom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -201,6 +237,8 @@ MISTAKES = [
     (lr_range_test, ["--out", "{file}", "--iters", "3"], 2, "is a file, not a folder"),
     (lr_range_test, ["--task", "foo"], 2, "argument --task: invalid choice"),
     (weightmap_demo, ["--out", "{tmp}/x.xyz"], 2, "--out must name a .png file"),
+    (weightmap_demo, ["--out", "{file}/x.png"], 2, "a file stands where a folder is needed"),
+    (isbi, ["--folds", "2", "--out", "{file}/sub"], 2, "a file stands where a folder is needed"),
     (ph2, ["--seeds", "a"], 2, "--seeds: expected comma-separated whole numbers"),
 ]
 

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import UserError
+
 
 def temporary_path(path: Path) -> Path:
     """Where `atomic_write` writes before renaming: a hidden ``.<name>.<pid>.tmp`` beside `path` (the pid keeps two
@@ -28,6 +30,11 @@ def atomic_write(path: Path | str) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if isinstance(e, UserError) or e.filename not in (None, str(tmp)):
+            raise
+        # Name the file the user knows (a write to a full disk names none; an open names the temporary file).
+        raise type(e)(e.errno, e.strerror or str(e), str(path)) from e
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -64,7 +64,8 @@ def run_and_score(plan: RunPlan, splits: Splits) -> dict[str, Any]:
     if summary["stop_reason"] == "interrupted":  # asked to stop: scoring can wait for the resumed run
         raise KeyboardInterrupt
     if summary["epochs_done"] == 0:
-        raise UsageError(f"--time-limit left no time for one epoch of {plan.out}; give it more minutes")
+        raise UsageError(f"--time-limit left no time for one epoch of {plan.out}; give it more minutes"
+                         + ("" if plan.resume else " and --overwrite (the folder holds only the start of this run)"))
     result = score_run(plan.out, plan.cfg, splits, summary, plan.tta)
     result["wall_seconds"] = time.monotonic() - t0
     write_json(plan.out / RESULT, result)

@@ -92,11 +92,15 @@ def run_main(body: Callable[[], T]) -> T:
         sys.stderr.write("interrupted; a training run continues from its last.pt with --resume\n")
         raise SystemExit(130) from None
     except OSError as e:
+        name = e.filename or "a file"
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return _fail(f"the disk is full (writing {e.filename or 'a file'}); free space and run the command "
-                         f"again; {KEPT}", 1)
+            return _fail(f"the disk is full (writing {name}); free space and run the command again; {KEPT}", 1)
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return _fail(f"{e.filename or 'a file'} cannot be written ({e.strerror}); choose another --out; {KEPT}", 1)
+            return _fail(f"{name}: {e.strerror}; check its permissions (or, for an output, choose another --out); "
+                         f"{KEPT}", 1)
+        if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+            return _fail(f"{name}: {e.strerror}: a file stands where a folder is needed, or a folder where a file "
+                         f"is; choose another --out (or move what is in the way)", 2)
         raise
     except (MemoryError, torch.OutOfMemoryError) as e:
         where = "GPU memory" if isinstance(e, torch.OutOfMemoryError) else "memory (RAM)"

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import ConfigError
 from ..geometry import Geometry, Tile
-from ..data.masks import KINDS as MASK_KINDS
+from ..data.masks import KINDS as MASK_KINDS, MAX_CLASSES
 from ..losses import LOSSES, k_class_losses
 from ..models import NETWORKS
 from ..weightmap import PAPER_SIGMA, PAPER_W0
@@ -144,8 +144,8 @@ def validate_config(cfg: TrainConfig) -> None:
         need(_whole(value[key]) and value[key] >= 1, key, f"must be a whole number >= 1, got {value[key]!r}")
     need(cfg.tile is None or (_whole(cfg.tile) and cfg.tile >= 1), "tile",
          f"must be a whole number >= 1, got {cfg.tile!r}")
-    need(cfg.classes is None or (_whole(cfg.classes) and 2 <= cfg.classes <= 255), "classes",
-         f"must be a whole number from 2 to 255, got {cfg.classes!r}", "leave it out for one foreground class")
+    need(cfg.classes is None or (_whole(cfg.classes) and 2 <= cfg.classes <= MAX_CLASSES), "classes",
+         f"must be a whole number from 2 to {MAX_CLASSES}, got {cfg.classes!r}", "leave it out for one foreground class")
     need(cfg.mask_kind != "classes" or cfg.classes is not None, "classes",
          "must be given for class masks (K, the number of classes with the background)")
     need(cfg.mask_kind == "classes" or cfg.classes in (None, 2), "classes",

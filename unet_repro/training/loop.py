@@ -308,7 +308,8 @@ def check_finite(run: Run, window: torch.Tensor, epoch: int, i: int, step: int) 
         value = f"non-finite ({value} on rank {run.dist.rank})" if not np.isfinite(value) else \
             "non-finite (on another process)"
     raise log_error(run.log, DivergedError(
-        f"training loss became {value} at epoch {epoch}, in passes {first}-{i} (optimizer step {step}); "
+        f"training loss became {value} at epoch {epoch}, in " + (f"pass {i}" if first == i else f"passes {first}-{i}")
+        + f" (optimizer step {step}); "
         f"stopped. " + (f"The last good checkpoint is {last}; resume it with a lower --lr (a resumed run may change "
                         f"--lr)" if last.exists() else "No checkpoint was written yet; start again with a lower --lr")
         + " or check the data"))

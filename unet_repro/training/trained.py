@@ -52,7 +52,9 @@ def load_trained(path: Path | str, device: str = "auto", task: str | None = None
         cfg = TrainConfig.from_dict(ckpt["config"])
         model = build_network(cfg)
     except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: its config does not describe a network this version can build ({e})") from None
+        detail = f"no network is named {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+        raise CheckpointError(f"{path}: its config does not describe a network this version can build ({detail})") \
+            from None
     load_weights(model, ckpt["model"], path)
     where = resolve_device(device)
     return Trained(model.to(where).eval(), cfg, ckpt, Path(path), where, decide_precision(cfg.bf16, where))
