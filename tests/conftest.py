@@ -55,3 +55,15 @@ def real_data_root(name: str) -> Path:
     if not root.is_dir():
         pytest.skip(f"real data not available (set {DATA_ENV} to a folder holding {name}/)")
     return root
+
+
+@pytest.fixture
+def one_threshold_challenge_scoring(monkeypatch):
+    """The end-of-run challenge report of a single ISBI run swept over one threshold (0.5) instead of ten: on the
+    noisy map of a network trained for a few steps, the warping error of 5 full slices at 10 thresholds takes minutes
+    on 2 cores. The sweep itself is tested in test_metrics_isbi.py and test_isbi_eval.py."""
+    from unet_repro.cli import isbi_eval
+
+    real = isbi_eval.report_single_run
+    monkeypatch.setattr(isbi_eval, "report_single_run",
+                        lambda run, splits: real(run, splits, thresholds=np.array([0.5])))

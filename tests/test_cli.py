@@ -55,7 +55,8 @@ def test_data_root_order(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_readme_first_command_trains_the_quick_preset_through_the_default_data_path(monkeypatch, tmp_path):
+def test_readme_first_command_trains_the_quick_preset_through_the_default_data_path(monkeypatch, tmp_path,
+                                                                                   one_threshold_challenge_scoring):
     # No UNET_REPRO_DATA, no --data-root: the stacks shipped in datasets/isbi2012 (as on a bare clone). The quick
     # preset itself, shortened only in its length and width.
     monkeypatch.delenv("UNET_REPRO_DATA", raising=False)

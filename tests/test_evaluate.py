@@ -239,7 +239,7 @@ def test_predict_then_evaluate_equals_evaluate_with_the_checkpoint(binary_ckpt, 
     ("size", 1, "cell.png is 8x8 but its prediction cell is 9x8"), ("no predictions", 1, "holds no predictions"),
     ("labels missing", 1, "cell_labels.tif is missing beside cell_mask.tif"),
     ("both", 2, "either --pred DIR"), ("neither", 2, "either --pred DIR"),
-    ("threshold with pred", 2, "--threshold appl(ies) when predicting"),
+    ("threshold with pred", 2, "--threshold applies only when predicting"),
     ("isbi with instances", 2, "--isbi scores binary EM masks"),
     ("class beyond the truth", 1, "the predicted mask holds class 2"),
     ("pages", 1, "has 2 page(s) but its prediction"), ("kind", 2, "--mask-kind: invalid choice: 'sideways'")])

@@ -53,7 +53,7 @@ def test_weightmap_demo_png(isbi_root, tmp_path):
 
 
 @pytest.mark.realdata
-def test_real_isbi_short_training_run(tmp_path):
+def test_real_isbi_short_training_run(tmp_path, one_threshold_challenge_scoring):
     root = real_data_root("isbi2012")
     result = isbi.main(["--data-root", str(root), "--out", str(tmp_path), "--widths", "8,16,32,64,128",
                         "--epochs", "1", "--steps-per-epoch", "3", "--device", "cpu"])
