@@ -234,6 +234,8 @@ MISTAKES = [
     (folder, ["--split-seed", "-1"], 2, "--split-seed must be"),
     (folder, ["--val-fraction", "0"], 2, "--val-fraction must be a fraction above 0"),
     (folder, ["--out", "{file}"], 2, "is a file, not a folder"),
+    (folder, ["--model", "unet_same", "--base-width", "2", "--size", "16", "--batch-size", "1"], 2,
+     "batch norm cannot train on one value per channel"),
     (lr_range_test, ["--out", "{file}", "--iters", "3"], 2, "is a file, not a folder"),
     (lr_range_test, ["--task", "foo"], 2, "argument --task: invalid choice"),
     (weightmap_demo, ["--out", "{tmp}/x.xyz"], 2, "--out must name a .png file"),

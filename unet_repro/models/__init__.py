@@ -54,12 +54,14 @@ class Network:
     ``settings``: the `unet_repro.training.TrainConfig` fields it is built from, besides ``in_channels`` and the
     output channels (``widths``, ``padding`` and ``dropout`` for the paper's U-Net; ``base_width`` for the others).
     ``geometry(**settings)``: its `unet_repro.geometry.Geometry`, known without building the network.
+    ``batch_norm``: it normalises over the batch while training, so one tile whose bottleneck is 1 x 1 cannot train.
     """
 
     build: Callable[..., nn.Module]
     settings: tuple[str, ...]
     geometry: Callable[..., Geometry]
     title: str
+    batch_norm: bool = False
 
 
 def _unet_geometry(widths: tuple[int, ...], padding: str = "valid", **_: Any) -> Geometry:
@@ -72,7 +74,7 @@ def _size_preserving(name: str, depth: int) -> Callable[..., Geometry]:
 
 
 def _baseline(build: Callable[..., nn.Module], name: str, depth: int, title: str) -> Network:
-    return Network(build, ("base_width",), _size_preserving(name, depth), title)
+    return Network(build, ("base_width",), _size_preserving(name, depth), title, batch_norm=True)
 
 
 # One entry per network: a new architecture is one more line here (and its module).

@@ -173,6 +173,11 @@ def validate_config(cfg: TrainConfig) -> None:
             cfg.input_tile()
         except ValueError as e:
             raise ConfigError("tile", f"is {cfg.tile}, not a valid input side for this network: {e}") from None
+        depth = cfg.geometry().depth
+        need(not (NETWORKS[cfg.model].batch_norm and cfg.batch_size == 1 and cfg.tile < 2 ** (depth + 1)),
+             "batch_size", f"is 1 with {cfg.tile} px tiles, which {cfg.model}'s {depth} down-samplings reduce to "
+             f"1 x 1: its batch norm cannot train on one value per channel", "use --batch-size 2 or more, or larger "
+             "images (--size)")
     check_device(cfg.device)
 
 
