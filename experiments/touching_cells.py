@@ -35,7 +35,7 @@ from unet_repro.files import write_json, write_text
 from unet_repro.instances import predicted_instances, separation_borders, touching_cells
 from unet_repro.metrics.objects import object_report
 from unet_repro.provenance import display_path, provenance
-from unet_repro.report import pyplot, save_figure
+from unet_repro.report import object_colours, pyplot, save_figure
 from unet_repro.tasks import ISBI, DataOptions, find_data_root
 from unet_repro.tasks.isbi import load_all
 from unet_repro.training import load_trained, train
@@ -127,13 +127,11 @@ def draw(out: Path, image: np.ndarray, truth: np.ndarray, arms: list[str], index
     """A held-out slice: the image, its true touching cells and each arm's predicted cells, in random colours (the
     same colour does not mean the same cell across panels; background black)."""
     plt = pyplot()
-    rng = np.random.default_rng(0)
-    palette = np.vstack([[0, 0, 0], rng.uniform(0.25, 1.0, (4096, 3))])
-    panels = [("image", image, "gray"), (f"true cells ({truth.max()})", palette[truth % 4096], None)]
+    panels = [("image", image, "gray"), (f"true cells ({truth.max()})", object_colours(truth), None)]
     for arm in arms:
         with np.load(out / arm / "predicted_cells.npz") as z:
             pred = z["arr_0"]
-        panels.append((f"{arm}: predicted cells ({pred.max()})", palette[pred % 4096], None))
+        panels.append((f"{arm}: predicted cells ({pred.max()})", object_colours(pred), None))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
     for ax, (title, a, cmap) in zip(axes[0], panels):
         ax.imshow(a, cmap=cmap)

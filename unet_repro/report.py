@@ -57,6 +57,13 @@ def save_panels(path: Path | str, panels: list[tuple[str, np.ndarray]], probabil
     save_figure(fig, path)
 
 
+def object_colours(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Instance labels as an RGB image: background black, each object a random colour (the same label the same
+    colour in every figure drawn with the same seed; the same colour does not mean the same object across panels)."""
+    palette = np.vstack([[0.0, 0.0, 0.0], np.random.default_rng(seed).uniform(0.25, 1.0, (4095, 3))])
+    return palette[np.where(labels > 0, (labels - 1) % 4095 + 1, 0)]
+
+
 def plot_curves(rows: list[dict[str, float]], out: Path | str, loss_name: str, title: str | None = None) -> None:
     """Training and validation loss per epoch (`loss_name`: the run's real loss), and validation IoU and pixel
     error on a fixed 0-1 scale, as a PNG (`rows`: ``metrics.csv``). Every epoch is a visible marker, so a one-epoch
@@ -87,4 +94,4 @@ def plot_curves(rows: list[dict[str, float]], out: Path | str, loss_name: str, t
     save_figure(fig, out)
 
 
-__all__ = ["plot_curves", "pyplot", "save_figure", "save_panels"]
+__all__ = ["object_colours", "plot_curves", "pyplot", "save_figure", "save_panels"]

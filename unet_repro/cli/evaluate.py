@@ -47,7 +47,7 @@ from ..files import write_json, write_text
 from ..prediction import output_name, segment
 from ..progress import progress
 from ..provenance import display_path, provenance
-from ..report import pyplot, save_figure
+from ..report import object_colours, pyplot, save_figure
 from ..training import Trained, check_device, load_trained
 from .common import make_parser, run_main
 from .predict import check_flags as check_prediction_flags, check_image, predict_page
@@ -332,9 +332,10 @@ def image_plane(where: tuple[Path, int] | None) -> np.ndarray | None:
     return np.clip(scale_percentile(plane), 0.0, 1.0)
 
 
-def worst_figure(path: Path, ev: Evaluation, scored: list[Scored], truth_masks: list[np.ndarray], kind: str,
-                 n: int) -> None:
-    """worst.png: the `n` worst images, one row each: image | truth | prediction, classes on one fixed scale."""
+def worst_figure(path: Path, ev: Evaluation, scored: list[Scored], truth_masks: list[np.ndarray],
+                 truth_labels: list[np.ndarray], kind: str, n: int) -> None:
+    """worst.png: the `n` worst images, one row each: image | truth | prediction; classes on one fixed scale, or
+    for instance labels the true and the predicted objects, each in a random colour."""
     plt = pyplot()
     worst, k, rows = ev.worst(n), ev.n_classes, ev.rows()
     images = [image_plane(scored[i].image) for i in worst]
@@ -347,6 +348,9 @@ def worst_figure(path: Path, ev: Evaluation, scored: list[Scored], truth_masks: 
     for row, i, image in zip(axes, worst, images):
         r = rows[i]
         panels = [("truth: " + truth_what, truth_masks[i]), ("prediction: mask", scored[i].mask)]
+        if kind == "instances":
+            panels = [("truth: objects (random colours)", object_colours(truth_labels[i])),
+                      ("prediction: objects (random colours)", object_colours(scored[i].labels))]
         if columns == 3:
             panels.insert(0, ("image (1st-99.8th percentile = black-white)", image))
         header = (f"{r['image']}: IoU {number(r['iou'], 3)}, object F1 {number(r['f1'], 3)} "
@@ -357,11 +361,12 @@ def worst_figure(path: Path, ev: Evaluation, scored: list[Scored], truth_masks: 
                          loc="left" if column == 0 else "center")
             if a is None:
                 continue
-            if title.startswith("image"):
+            if title.startswith("image") or a.ndim == 3:
                 ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0.0, vmax=1.0)
             else:
                 shown = ax.imshow(a, cmap=cmap, vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
-    fig.colorbar(shown, ax=axes.ravel().tolist(), ticks=range(k), fraction=0.03, label="class (0 = background)")
+    if shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), ticks=range(k), fraction=0.03, label="class (0 = background)")
     fig.suptitle(f"the {len(worst)} image(s) of lowest foreground IoU, worst first", fontsize=11)
     save_figure(fig, path)
 
@@ -400,7 +405,8 @@ def run(args: argparse.Namespace, argv: list[str] | None, prog: str) -> Evaluati
     check_predicted_classes(scored, mask_set)
     kind, k = mask_set.kind, mask_set.classes or 2
     truth_masks = [truth_classes(m, kind) for m in mask_set.masks]
-    ev = evaluate(truth_masks, [s.mask for s in scored], [truth_objects(m, kind) for m in mask_set.masks],
+    truth_labels = [truth_objects(m, kind) for m in mask_set.masks]
+    ev = evaluate(truth_masks, [s.mask for s in scored], truth_labels,
                   [s.labels for s in scored], k, [s.name for s in scored], isbi=args.isbi)
     head = [describe_predictions(args, trained), f"truth: {display_path(args.truth)}", *describe_masks(mask_set),
             f"images: {len(scored)}"]
@@ -411,7 +417,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, prog: str) -> Evaluati
                                            **provenance(prog, argv)})
     write_text(args.out / "evaluation.md", markdown(ev, head))
     if args.worst:
-        worst_figure(args.out / "worst.png", ev, scored, truth_masks, kind, args.worst)
+        worst_figure(args.out / "worst.png", ev, scored, truth_masks, truth_labels, kind, args.worst)
     pooled = ev.summary()
     print(f"{len(scored)} image(s): IoU {number(pooled['pixels']['pooled']['mean_iou_foreground'], 3)} (pooled), "
           f"object F1 {number(pooled['objects']['pooled']['at_threshold']['f1'], 3)}, average precision "
