@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("gpu_session", "benchmarks/GPU.md", "UNET_REPRO_PH2_CACHE", "save_ph2_cache", "load_ph2_cache",
-             "write_ph2_standin", "/work/", "/tmp/", "/root/", "/home/")
+# Spelled in pieces, so that this file does not itself hold what it looks for.
+WORK, KIT = "/" + "work/", "gpu" + "_session"
+FORBIDDEN = (KIT, "benchmarks/GPU.md", "UNET_REPRO_PH2_CACHE", "save_ph2_cache", "load_ph2_cache",
+             "write_ph2_standin", WORK, "/tmp/", "/root/", "/home/")
 
 
 def tracked_files() -> list[Path]:
@@ -30,11 +32,11 @@ def mentions(path: Path) -> list[str] | None:
 
 
 def test_the_check_finds_a_mention(tmp_path):
-    (tmp_path / "a.json").write_text('{"data_root": "/work/shared/data/ph2"}')
-    (tmp_path / "b.md").write_text("run `bash benchmarks/gpu_session.sh`")
-    (tmp_path / "c.bin").write_bytes(b"\0/work/")
-    assert mentions(tmp_path / "a.json") == ["/work/"]
-    assert mentions(tmp_path / "b.md") == ["gpu_session"]
+    (tmp_path / "a.json").write_text('{"data_root": "' + WORK + 'shared/data/ph2"}')
+    (tmp_path / "b.md").write_text(f"run `bash benchmarks/{KIT}.sh`")
+    (tmp_path / "c.bin").write_bytes(b"\0" + WORK.encode())
+    assert mentions(tmp_path / "a.json") == [WORK]
+    assert mentions(tmp_path / "b.md") == [KIT]
     assert mentions(tmp_path / "c.bin") is None
 
 
