@@ -108,7 +108,8 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.pred is not None:
         given = [f"--{f.replace('_', '-')}" for f in PREDICTING if getattr(args, f) not in (None, False)]
         if given:
-            raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only when predicting (--checkpoint); --pred folders are "
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{', '.join(given)} {verb} only when predicting (--checkpoint); --pred folders are "
                              f"scored as they are")
     if args.worst < 0:
         raise UsageError(f"--worst must be a number of images >= 0, got {args.worst}")

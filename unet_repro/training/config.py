@@ -145,7 +145,8 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.tile is None or (_whole(cfg.tile) and cfg.tile >= 1), "tile",
          f"must be a whole number >= 1, got {cfg.tile!r}")
     need(cfg.classes is None or (_whole(cfg.classes) and 2 <= cfg.classes <= MAX_CLASSES), "classes",
-         f"must be a whole number from 2 to {MAX_CLASSES}, got {cfg.classes!r}", "leave it out for one foreground class")
+         f"must be a whole number from 2 to {MAX_CLASSES}, got {cfg.classes!r}",
+         "leave it out for one foreground class")
     need(cfg.mask_kind != "classes" or cfg.classes is not None, "classes",
          "must be given for class masks (K, the number of classes with the background)")
     need(cfg.mask_kind == "classes" or cfg.classes in (None, 2), "classes",
