@@ -67,3 +67,20 @@ def one_threshold_challenge_scoring(monkeypatch):
     real = isbi_eval.report_single_run
     monkeypatch.setattr(isbi_eval, "report_single_run",
                         lambda run, splits: real(run, splits, thresholds=np.array([0.5])))
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """Every file under `folder` with its SHA-256 (to check that a failed command left them as they were)."""
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fails(main, args: list[str], capsys) -> tuple[int, str]:
+    """Run an entry point that must fail; its exit code and its stderr (one `error:` line, no traceback)."""
+    capsys.readouterr()  # what earlier calls printed (progress lines of a slow run) is not this call's
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return e.value.code, err

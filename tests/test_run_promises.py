@@ -5,7 +5,6 @@ the message naming the file or flag, and that every file was left as it was."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from conftest import synthetic_em, write_stack
+from conftest import fails, file_hashes as files, synthetic_em, write_stack
 
 from experiments import folder, isbi, isbi_eval, lr_range_test, ph2, weightmap_demo
 from unet_repro import progress as progress_module
@@ -22,20 +21,6 @@ from unet_repro.training import load_checkpoint, loop
 
 TINY = ["--widths", "4,8,16", "--tile", "108", "--steps-per-epoch", "2", "--val-slices", "1", "--device", "cpu",
         "--checkpoint-every", "0"]
-
-
-def files(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def fails(main, args: list[str], capsys) -> tuple[int, str]:
-    capsys.readouterr()  # what earlier calls printed (progress lines of a slow run) is not this call's
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return e.value.code, err
 
 
 @pytest.fixture

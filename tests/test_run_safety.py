@@ -4,7 +4,6 @@ existing run changed."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from conftest import synthetic_em, write_stack
+from conftest import fails, file_hashes as files, synthetic_em, write_stack
 from PIL import Image
 
 from experiments import isbi, predict
@@ -25,21 +24,6 @@ from unet_repro.training import load_checkpoint, loop
 TINY = ["--widths", "4,8,16", "--tile", "108", "--steps-per-epoch", "2", "--val-slices", "1", "--device", "cpu",
         "--checkpoint-every", "0"]
 TIMING = ("tiles_per_s", "epoch_s")
-
-
-def files(folder: Path) -> dict[str, str]:
-    """Every file under `folder` with its SHA-256."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def fails(main, args: list[str], capsys) -> tuple[int, str]:
-    """Run an entry point that must fail; its exit code and its stderr (one `error:` line, no traceback)."""
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return e.value.code, err
 
 
 @pytest.fixture
